@@ -1,0 +1,115 @@
+//! Text tokenizer (UTF-8 bytes plus special tokens) and the sequence format the transformer reads.
+//!
+//! Text and image tokens share one sequence but not one vocabulary: a text token is a byte (0–255) or a
+//! special token (256+); an image token is a codebook index. A [`Segment`] says which is which. User text
+//! only ever becomes byte tokens, so typing `<img>` or any control string is just text.
+//!
+//! Sequence format (one row of the CFG batch; the unconditional row has every byte of the user text
+//! replaced by `PAD`, so both rows have the same length and positions):
+//! ```text
+//! generate:  <bos> <user> text… <gen> <img> t₀ … t₂₅₅
+//! edit:      <bos> <img> s₀ … s₂₅₅ </img> <user> text… <gen> <img> t₀ … t₂₅₅
+//! ```
+//! where `s` are the tokens of the image being edited (generated earlier or uploaded and VQ-encoded).
+
+pub const PAD: u32 = 256;
+pub const BOS: u32 = 257;
+pub const USER: u32 = 258;
+pub const GEN: u32 = 259;
+pub const IMG: u32 = 260;
+pub const IMG_END: u32 = 261;
+/// Size of the text vocabulary: 256 bytes, 6 special tokens, 2 reserved.
+pub const TEXT_VOCAB: usize = 264;
+
+/// A run of tokens of one kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Segment {
+    /// Text-vocabulary ids (bytes and special tokens).
+    Text(Vec<u32>),
+    /// Codebook indices of an image, raster order.
+    Image(Vec<u32>),
+}
+
+impl Segment {
+    pub fn len(&self) -> usize {
+        match self {
+            Segment::Text(t) | Segment::Image(t) => t.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The conditional and unconditional rows of one prompt, ready for prefill.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prompt {
+    pub cond: Vec<Segment>,
+    pub uncond: Vec<Segment>,
+}
+
+impl Prompt {
+    /// A generation prompt, or an edit prompt when `context` holds the tokens of the image being edited.
+    pub fn new(text: &str, context: Option<&[u32]>) -> Self {
+        let bytes: Vec<u32> = text.bytes().map(u32::from).collect();
+        let row = |user: Vec<u32>| {
+            let mut segments = Vec::new();
+            let mut head = vec![BOS];
+            if let Some(image) = context {
+                head.push(IMG);
+                segments.push(Segment::Text(head));
+                segments.push(Segment::Image(image.to_vec()));
+                head = vec![IMG_END];
+            }
+            head.push(USER);
+            head.extend(user);
+            head.extend([GEN, IMG]);
+            segments.push(Segment::Text(head));
+            segments
+        };
+        Prompt { cond: row(bytes.clone()), uncond: row(vec![PAD; bytes.len()]) }
+    }
+
+    /// Number of positions before the first generated image token.
+    pub fn len(&self) -> usize {
+        self.cond.iter().map(Segment::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_text_never_produces_a_special_token() {
+        let p = Prompt::new("<img> </img> <bos> \u{100} 你好", None);
+        let Segment::Text(t) = &p.cond[0] else { panic!() };
+        let user = &t[2..t.len() - 2];
+        assert!(user.iter().all(|&id| id < 256));
+        assert_eq!(user.len(), "<img> </img> <bos> \u{100} 你好".len());
+        assert_eq!(&t[..2], &[BOS, USER]);
+        assert_eq!(&t[t.len() - 2..], &[GEN, IMG]);
+    }
+
+    #[test]
+    fn unconditional_row_pads_only_the_user_text() {
+        let img = vec![5u32; 4];
+        let p = Prompt::new("ab", Some(&img));
+        assert_eq!(
+            p.cond,
+            vec![
+                Segment::Text(vec![BOS, IMG]),
+                Segment::Image(img.clone()),
+                Segment::Text(vec![IMG_END, USER, 97, 98, GEN, IMG])
+            ]
+        );
+        assert_eq!(p.uncond[2], Segment::Text(vec![IMG_END, USER, PAD, PAD, GEN, IMG]));
+        assert_eq!(p.uncond[1], Segment::Image(img));
+        assert_eq!(p.len(), 12);
+    }
+}

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Trains the default model on one CUDA GPU within a fixed wall-clock budget, then leaves the f32 weights in
+# $OUT as 15 MB parts (join with `cat model.safetensors.part-* > model.safetensors`).
+#
+#   OUT=/some/dir BIN=target/release/tessera bash trainer/gpu-train.sh
+#
+# Needs: python3 with torch, numpy and safetensors; the `tessera` release binary (it writes the shards).
+# Steps: a smoke run of every phase on a tiny preset (fails fast), the shard, the real run, the parts.
+# A watchdog stops training at DEADLINE seconds so the latest exported weights always come back.
+set -uo pipefail
+OUT=${OUT:-out}
+BIN=${BIN:-target/release/tessera}
+EXAMPLES=${EXAMPLES:-250000}
+VQ_SECONDS=${VQ_SECONDS:-120}
+GPT_SECONDS=${GPT_SECONDS:-270}
+DEADLINE=${DEADLINE:-560}
+SEED=${SEED:-1}
+# Warm start: INIT=model-folder VQ_STEPS=0 continues the transformer on the shipped VQ's codes.
+EXTRA=()
+[ -n "${INIT:-}" ] && EXTRA+=(--init "$INIT")
+[ -n "${VQ_STEPS:-}" ] && EXTRA+=(--vq-steps "$VQ_STEPS")
+WORK=${WORK:-/tmp/tessera-gpu}
+start=$(date +%s)
+mkdir -p "$OUT" "$WORK"
+export PYTHONUNBUFFERED=1
+here=$(cd "$(dirname "$0")" && pwd)
+
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+python3 -c "import torch, numpy, safetensors; print('torch', torch.__version__, 'numpy', numpy.__version__)"
+
+if [ -z "${SKIP_SMOKE:-}" ]; then
+echo "== smoke"
+"$BIN" data --format shard --seed 99 --n 300 --out "$WORK/smoke-shard" || exit 1
+python3 "$here/train.py" --shard "$WORK/smoke-shard" --run "$WORK/smoke-run" --preset tiny \
+    --vq-steps 5 --gpt-steps 5 --vq-batch 8 --gpt-batch 8 --export "$WORK/smoke-model" > "$WORK/smoke.log" 2>&1 \
+    || { tail -30 "$WORK/smoke.log"; exit 1; }
+echo "smoke ok at $(( $(date +%s) - start )) s"
+fi
+
+echo "== shard"
+"$BIN" data --format shard --seed "$SEED" --n "$EXAMPLES" --out "$WORK/shard" || exit 1
+echo "shard ok at $(( $(date +%s) - start )) s: $(du -sh "$WORK/shard" | cut -f1)"
+
+echo "== train"
+python3 "$here/train.py" --shard "$WORK/shard" --run "$WORK/run" --vq-seconds "$VQ_SECONDS" \
+    --gpt-seconds "$GPT_SECONDS" --vq-batch 64 --gpt-batch 64 --vq-lr 6e-4 --ckpt-every 1000 \
+    "${EXTRA[@]}" --export "$WORK/model" --model-id tessera-shapes-v1 > "$OUT/train.log" 2>&1 &
+trainer=$!
+while kill -0 "$trainer" 2>/dev/null; do
+    if (( $(date +%s) - start > DEADLINE )); then
+        echo "deadline reached: stopping the trainer"
+        kill "$trainer"
+        break
+    fi
+    sleep 2
+done
+wait "$trainer"; echo "trainer exit $? at $(( $(date +%s) - start )) s"
+tail -5 "$OUT/train.log"
+
+if [ -f "$WORK/model/model.safetensors" ]; then
+    cp "$WORK/model/config.json" "$OUT/"
+    split -b 15M -d "$WORK/model/model.safetensors" "$OUT/model.safetensors.part-"
+    ls -la "$OUT"
+fi

@@ -1,0 +1,402 @@
+"""Trains Tessera's default model on "Shapes & Signs" shards written by `tessera data --format shard`.
+
+Two phases in one run directory:
+  1. vq:  the VQ tokenizer on the shard's images (reconstruction + codebook + commitment losses, dead codes
+          re-seeded from encoder outputs);
+  2. gpt: the transformer on text→image and image+edit→image sequences, whose image tokens come from the
+          phase-1 VQ (teacher forcing, loss on the target image's tokens, 10% of prompts made unconditional so
+          classifier-free guidance works).
+Each phase runs a fixed number of steps (or, with --*-seconds, a step count fixed from the measured speed of
+the first steps and then recorded), checkpoints atomically, and resumes from its checkpoint with --resume.
+Progress and losses go to RUN/train.log. `--export DIR` writes the model folder the Rust engine loads.
+
+    python trainer/train.py --shard data/shard --run runs/default --vq-steps 4000 --gpt-steps 20000 --export out
+"""
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file, load_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tessera_ref import Transformer, TransformerConfig, VQ, VqConfig, config_dict  # noqa: E402
+
+
+def log(run, msg):
+    line = f"{time.strftime('%H:%M:%S')} {msg}"
+    print(line, flush=True)
+    with open(os.path.join(run, "train.log"), "a") as f:
+        f.write(line + "\n")
+
+
+def atomic_save(obj, path):
+    tmp = path + ".tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Shard:
+    def __init__(self, path):
+        self.meta = json.load(open(os.path.join(path, "meta.json")))
+        if self.meta.get("format") != "tessera-shard-1":
+            raise SystemExit(f"{path}: not a tessera-shard-1 shard")
+        s = self.meta["image_size"]
+        self.images = np.memmap(os.path.join(path, "images.u8"), dtype=np.uint8, mode="r").reshape(-1, s, s, 3)
+        if len(self.images) != self.meta["images"]:
+            raise SystemExit(f"{path}: images.u8 holds {len(self.images)} images, meta.json says {self.meta['images']}")
+        self.examples = [json.loads(line) for line in open(os.path.join(path, "examples.jsonl"))]
+
+    def image_batch(self, idx, device):
+        """uint8 [N, H, W, 3] → float [N, 3, H, W] in [-1, 1] (channels-last in memory, which cuDNN prefers)."""
+        x = torch.from_numpy(np.ascontiguousarray(self.images[np.sort(idx)])).to(device)
+        return x.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def steps_for(seconds, measure, run, name):
+    """Run `measure()` (one training step) a few times and turn a time budget into a fixed step count."""
+    for _ in range(15):  # warm-up: kernel selection and allocator growth for new shapes are not representative
+        measure()
+    sync()
+    t0 = time.time()
+    for _ in range(20):
+        measure()
+    sync()
+    per_step = (time.time() - t0) / 20
+    steps = max(10, int(seconds / per_step))
+    log(run, f"{name}: {per_step * 1000:.1f} ms/step measured; {seconds:.0f} s budget → {steps} steps")
+    return steps
+
+
+def sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def lr_at(step, total, peak, warmup):
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    frac = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+def autocast(device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+
+# ------------------------------------------------------------------------------------------------ phase 1
+
+def train_vq(a, shard, run, device, vcfg):
+    ck_path = os.path.join(run, "vq.pt")
+    vq = VQ(vcfg).to(device)
+    if device.type == "cuda":
+        vq = vq.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(vq.parameters(), lr=a.vq_lr, betas=(0.9, 0.95), weight_decay=0.0)
+    step, total = 0, a.vq_steps
+    if os.path.exists(ck_path):
+        ck = torch.load(ck_path, map_location=device)
+        check_config(ck, "vq", vcfg)
+        vq.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step, total = ck["step"], ck["total"]
+        log(run, f"vq: resumed at step {step}/{total}")
+        if step >= total:
+            return vq
+    elif a.init:
+        warm_start(vq, a.init, "vq.", run)
+        if total == 0:  # keep the shipped VQ as it is, so a warm-started transformer sees the same codes
+            atomic_save({"model": vq.state_dict(), "opt": opt.state_dict(), "step": 0, "total": 0,
+                         "config": vars(vcfg)}, ck_path)
+            return vq
+    g = torch.Generator().manual_seed(a.seed)
+    n_img = len(shard.images)
+
+    def one_step(step, lr):
+        for grp in opt.param_groups:
+            grp["lr"] = lr
+        idx = torch.randint(0, n_img, (a.vq_batch,), generator=g).numpy()
+        x = shard.image_batch(idx, device)
+        with autocast(device):
+            recon, codes, cb_loss, commit = vq(x)
+        recon = recon.float()
+        rec = F.mse_loss(recon, x) + 0.5 * F.l1_loss(recon, x)
+        loss = rec + cb_loss + 0.25 * commit
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss, recon, x, codes
+
+    if total is None:
+        total = steps_for(a.vq_seconds, lambda: one_step(0, 0.0), run, "vq")
+    usage = torch.zeros(vcfg.codebook_size, device=device)
+    t0 = time.time()
+    while step < total:
+        loss, recon, x, codes = one_step(step, lr_at(step, total, a.vq_lr, 200))
+        usage += torch.bincount(codes.flatten(), minlength=vcfg.codebook_size)
+        step += 1
+        if step % 100 == 0 and step < 0.8 * total:
+            reseed_dead_codes(vq, usage, x)
+            usage.zero_()
+        if step % 50 == 0 or step == total:
+            mse = F.mse_loss(recon.clamp(-1, 1), x).item() / 4  # on a [0, 1] scale
+            psnr = 10 * math.log10(1 / max(mse, 1e-10))
+            log(run, f"vq step {step}/{total} loss {loss.item():.4f} psnr {psnr:.2f} dB "
+                     f"({(time.time() - t0) / 60:.1f} min)")
+        if step % a.ckpt_every == 0 or step == total:
+            atomic_save({"model": vq.state_dict(), "opt": opt.state_dict(), "step": step, "total": total,
+                         "config": vars(vcfg)}, ck_path)
+            if a.export:
+                export(a, run, vq, None, vcfg, None)
+    return vq
+
+
+@torch.no_grad()
+def reseed_dead_codes(vq, usage, x):
+    dead = (usage == 0).nonzero().flatten()
+    if len(dead) == 0:
+        return
+    z = F.normalize(vq.encoder(x).float(), dim=1).permute(0, 2, 3, 1).reshape(-1, vq.c.code_dim)
+    pick = z[torch.randint(0, len(z), (len(dead),), device=z.device)]
+    vq.codebook.data[dead] = pick + 0.01 * torch.randn_like(pick)
+
+
+@torch.no_grad()
+def tokenize(shard, vq, device, batch=256):
+    vq.eval()
+    out = []
+    for i in range(0, len(shard.images), batch):
+        idx = np.arange(i, min(i + batch, len(shard.images)))
+        with autocast(device):
+            codes = vq.encode(shard.image_batch(idx, device))
+        out.append(codes.flatten(1).to(torch.int16).cpu())
+    vq.train()
+    return torch.cat(out).numpy()  # [M, 256]
+
+
+@torch.no_grad()
+def vq_psnr(shard, vq, device, n=512):
+    vq.eval()
+    idx = np.arange(max(0, len(shard.images) - n), len(shard.images))
+    x = shard.image_batch(idx, device)
+    with autocast(device):
+        y = vq.decode_indices(vq.encode(x)).float().clamp(-1, 1)
+    vq.train()
+    mse = ((y - x) ** 2).mean().item() / 4
+    return 10 * math.log10(1 / max(mse, 1e-10))
+
+
+# ------------------------------------------------------------------------------------------------ phase 2
+
+class Sequences:
+    """Builds padded (ids, is_img, targets) batches from the shard's examples and image tokens."""
+
+    def __init__(self, shard, tokens, seed):
+        self.ex = shard.examples
+        self.tokens = tokens.astype(np.int64)
+        self.slot = shard.meta["image_slot"]
+        self.rng = random.Random(seed)
+
+    def one(self, e, uncond):
+        """(ids, is_img, prompt length) of one example; the source image's tokens replace the slot."""
+        prompt = np.asarray(e["uncond"] if uncond else e["cond"], dtype=np.int64)
+        pieces, kinds = [], []
+        at = np.flatnonzero(prompt == self.slot)
+        if len(at):
+            s = at[0]
+            pieces += [prompt[:s], self.tokens[e["src"]], prompt[s + 1:]]
+        else:
+            pieces += [prompt]
+        kinds = [np.zeros(len(p), bool) if i % 2 == 0 else np.ones(len(p), bool) for i, p in enumerate(pieces)]
+        n_prompt = sum(len(p) for p in pieces)
+        pieces.append(self.tokens[e["tgt"]])
+        kinds.append(np.ones(self.tokens.shape[1], bool))
+        return np.concatenate(pieces), np.concatenate(kinds), n_prompt
+
+    def batch(self, size, device, p_uncond=0.1):
+        rows = [self.one(self.ex[self.rng.randrange(len(self.ex))], self.rng.random() < p_uncond) for _ in range(size)]
+        t = max(len(r[0]) for r in rows) - 1  # inputs drop the last token
+        ids = np.zeros((size, t), np.int64)
+        img = np.zeros((size, t), bool)
+        tgt = np.full((size, t), -100, np.int64)
+        for i, (r_ids, r_img, n_prompt) in enumerate(rows):
+            n = len(r_ids) - 1
+            ids[i, :n] = r_ids[:-1]
+            img[i, :n] = r_img[:-1]
+            # The hidden state at position p predicts token p+1; only the target image's tokens are learned.
+            tgt[i, n_prompt - 1:n] = r_ids[n_prompt:]
+        return (torch.from_numpy(ids).to(device), torch.from_numpy(img).to(device),
+                torch.from_numpy(tgt).to(device))
+
+
+def train_gpt(a, shard, tokens, run, device, tcfg):
+    ck_path = os.path.join(run, "gpt.pt")
+    gpt = Transformer(tcfg).to(device)
+    decay = [p for n, p in gpt.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in gpt.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=a.gpt_lr, betas=(0.9, 0.95), fused=device.type == "cuda")
+    step, total = 0, a.gpt_steps
+    seqs = Sequences(shard, tokens, a.seed)
+    if os.path.exists(ck_path):
+        ck = torch.load(ck_path, map_location=device, weights_only=False)
+        check_config(ck, "gpt", tcfg)
+        gpt.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step, total = ck["step"], ck["total"]
+        seqs.rng.setstate(ck["rng"])
+        log(run, f"gpt: resumed at step {step}/{total}")
+        if step >= total:
+            return gpt
+    elif a.init:
+        warm_start(gpt, a.init, "", run)
+    n_params = sum(p.numel() for p in gpt.parameters())
+    log(run, f"gpt: {n_params / 1e6:.2f} M parameters")
+
+    def one_step(lr):
+        for grp in opt.param_groups:
+            grp["lr"] = lr
+        ids, img, tgt = seqs.batch(a.gpt_batch, device)
+        with autocast(device):
+            logits = gpt(ids, img)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), tgt.flatten(), ignore_index=-100)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(gpt.parameters(), 1.0)
+        opt.step()
+        return loss, (ids.numel())
+
+    if total is None:
+        total = steps_for(a.gpt_seconds, lambda: one_step(0.0), run, "gpt")
+    t0, seen = time.time(), 0
+    while step < total:
+        loss, n_tok = one_step(lr_at(step, total, a.gpt_lr, min(300, total // 10)))
+        step += 1
+        seen += n_tok
+        if step % 50 == 0 or step == total:
+            el = time.time() - t0
+            log(run, f"gpt step {step}/{total} loss {loss.item():.4f} {seen / el:,.0f} tok/s ({el / 60:.1f} min)")
+        if step % a.ckpt_every == 0 or step == total:
+            atomic_save({"model": gpt.state_dict(), "opt": opt.state_dict(), "step": step, "total": total,
+                         "rng": seqs.rng.getstate(), "config": vars(tcfg)}, ck_path)
+            if a.export:
+                export(a, run, None, gpt, None, tcfg)
+    return gpt
+
+
+# ------------------------------------------------------------------------------------------------ I/O
+
+def check_config(ck, name, cfg):
+    if ck.get("config") != vars(cfg):
+        raise SystemExit(f"{name} checkpoint was trained with {ck.get('config')}, this run asks for {vars(cfg)}; "
+                         f"refusing to resume (use a new --run directory)")
+
+
+def warm_start(module, model_dir, prefix, run):
+    """Initialise from a shipped model folder when the run has no checkpoint of its own."""
+    w = load_file(os.path.join(model_dir, "model.safetensors"))
+    own = {k[len(prefix):]: v.float() for k, v in w.items() if k.startswith(prefix) and (prefix or not k.startswith("vq."))}
+    module.load_state_dict(own, strict=True)
+    log(run, f"warm start from {model_dir} ({len(own)} tensors)")
+
+
+def export(a, run, vq, gpt, vcfg, tcfg):
+    """Write the model folder: config.json, model.safetensors (f32 or f16), model.sha256. Parts not given are
+    taken from the run's checkpoints."""
+    os.makedirs(a.export, exist_ok=True)
+    if vq is None:
+        vcfg = VqConfig(**torch.load(os.path.join(run, "vq.pt"), map_location="cpu")["config"])
+        vq = VQ(vcfg)
+        vq.load_state_dict(torch.load(os.path.join(run, "vq.pt"), map_location="cpu")["model"])
+    tensors = {f"vq.{k}": v for k, v in vq.state_dict().items()}
+    gpt_ck = os.path.join(run, "gpt.pt")
+    if gpt is None and os.path.exists(gpt_ck):
+        ck = torch.load(gpt_ck, map_location="cpu", weights_only=False)
+        tcfg = TransformerConfig(**ck["config"])
+        gpt = Transformer(tcfg)
+        gpt.load_state_dict(ck["model"])
+    if gpt is not None:
+        tensors.update(gpt.state_dict())
+    dtype = torch.float16 if a.export_dtype == "f16" else torch.float32
+    tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in tensors.items()}
+    path = os.path.join(a.export, "model.safetensors")
+    save_file(tensors, path + ".tmp", metadata={"format": "tessera-1"})
+    os.replace(path + ".tmp", path)
+    cfg = config_dict(tcfg or TransformerConfig(), vcfg)
+    cfg["model_id"] = a.model_id
+    cfg["trained"] = gpt is not None
+    with open(os.path.join(a.export, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=1)
+    digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    with open(os.path.join(a.export, "model.sha256"), "w") as f:
+        f.write(f"{digest}  model.safetensors\n")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shard", required=True, help="directory written by `tessera data --format shard`")
+    p.add_argument("--run", required=True, help="run directory: checkpoints, tokens, train.log")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
+    p.add_argument("--preset", choices=["default", "tiny"], default="default")
+    p.add_argument("--vq-steps", type=int)
+    p.add_argument("--vq-seconds", type=float, default=120)
+    p.add_argument("--vq-batch", type=int, default=32)
+    p.add_argument("--vq-lr", type=float, default=4e-4)
+    p.add_argument("--gpt-steps", type=int)
+    p.add_argument("--gpt-seconds", type=float, default=300)
+    p.add_argument("--gpt-batch", type=int, default=32)
+    p.add_argument("--gpt-lr", type=float, default=1e-3)
+    p.add_argument("--ckpt-every", type=int, default=500)
+    p.add_argument("--init", help="model folder to warm-start from when the run has no checkpoint")
+    p.add_argument("--export", help="model folder to write (config.json, model.safetensors, model.sha256)")
+    p.add_argument("--export-dtype", choices=["f32", "f16"], default="f32")
+    p.add_argument("--model-id", default="tessera-shapes")
+    a = p.parse_args()
+    for name in ("vq_batch", "gpt_batch", "ckpt_every"):
+        if getattr(a, name) <= 0:
+            p.error(f"--{name.replace('_', '-')} must be positive")
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(a.seed)
+    os.makedirs(a.run, exist_ok=True)
+    device = torch.device(a.device)
+    if a.preset == "tiny":
+        tcfg = TransformerConfig(dim=64, n_layers=2, n_heads=4, mlp_hidden=128, img_embed_dim=16)
+        vcfg = VqConfig(enc_channels=[8, 16, 16, 32], dec_channels=[8, 16, 16, 32])
+    else:
+        tcfg, vcfg = TransformerConfig(), VqConfig()
+    tcfg.codebook_size = vcfg.codebook_size
+
+    shard = Shard(a.shard)
+    log(run := a.run, f"shard {a.shard}: {len(shard.examples)} examples, {len(shard.images)} images; device {device}")
+    vq = train_vq(a, shard, run, device, vcfg)
+    log(run, f"vq psnr on the last 512 images: {vq_psnr(shard, vq, device):.2f} dB")
+    tok_path = os.path.join(run, "tokens.npy")
+    if os.path.exists(tok_path) and os.path.getmtime(tok_path) >= os.path.getmtime(os.path.join(run, "vq.pt")):
+        tokens = np.load(tok_path)
+    else:
+        t0 = time.time()
+        tokens = tokenize(shard, vq, device)
+        np.save(tok_path, tokens)
+        used = len(np.unique(tokens))
+        log(run, f"tokenized {len(tokens)} images in {time.time() - t0:.1f} s; {used} codes in use")
+    gpt = train_gpt(a, shard, tokens, run, device, tcfg)
+    if a.export:
+        export(a, run, vq, gpt, vcfg, tcfg)
+        log(run, f"exported to {a.export}")
+
+
+if __name__ == "__main__":
+    main()
