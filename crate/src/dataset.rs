@@ -52,7 +52,10 @@ pub fn write_shard(seed: u64, n: usize, out: &Path) -> std::io::Result<()> {
     let mut examples = BufWriter::new(File::create(out.join("examples.jsonl"))?);
     let mut image_count = 0usize;
     for start in (0..n).step_by(BATCH) {
-        let batch: Vec<_> = (start..(start + BATCH).min(n)).into_par_iter().map(|i| draw(seed, i)).collect();
+        let batch: Vec<_> = (start..(start + BATCH).min(n))
+            .into_par_iter()
+            .map(|i| draw(seed, i))
+            .collect();
         for (sample, target, source) in batch {
             let src = source.map(|pixels| {
                 images.write_all(&pixels)?;
@@ -90,25 +93,36 @@ pub fn write_shard(seed: u64, n: usize, out: &Path) -> std::io::Result<()> {
             "img": text::IMG, "img_end": text::IMG_END, "text_vocab": text::TEXT_VOCAB,
         },
     });
-    fs::write(out.join("meta.json"), serde_json::to_string_pretty(&meta)? + "\n")
+    fs::write(
+        out.join("meta.json"),
+        serde_json::to_string_pretty(&meta)? + "\n",
+    )
 }
 
 /// Write `n` examples drawn with `seed` as `NNNNN.png` (target), `NNNNN-source.png` (edits) and
 /// `NNNNN.json` (caption, scene, edit) for inspection.
 pub fn write_samples(seed: u64, n: usize, out: &Path) -> Result<(), Box<dyn std::error::Error>> {
     fs::create_dir_all(out)?;
-    (0..n).into_par_iter().try_for_each(|i| -> Result<(), String> {
-        let (sample, target, source) = draw(seed, i);
-        let save = |name: String, pixels: &[u8]| {
-            image::save_buffer(out.join(name), pixels, IMAGE_SIZE as u32, IMAGE_SIZE as u32, image::ColorType::Rgb8)
+    (0..n)
+        .into_par_iter()
+        .try_for_each(|i| -> Result<(), String> {
+            let (sample, target, source) = draw(seed, i);
+            let save = |name: String, pixels: &[u8]| {
+                image::save_buffer(
+                    out.join(name),
+                    pixels,
+                    IMAGE_SIZE as u32,
+                    IMAGE_SIZE as u32,
+                    image::ColorType::Rgb8,
+                )
                 .map_err(|e| e.to_string())
-        };
-        save(format!("{i:05}.png"), &target)?;
-        if let Some(src) = source {
-            save(format!("{i:05}-source.png"), &src)?;
-        }
-        let json = serde_json::to_string_pretty(&sample).map_err(|e| e.to_string())?;
-        fs::write(out.join(format!("{i:05}.json")), json + "\n").map_err(|e| e.to_string())
-    })?;
+            };
+            save(format!("{i:05}.png"), &target)?;
+            if let Some(src) = source {
+                save(format!("{i:05}-source.png"), &src)?;
+            }
+            let json = serde_json::to_string_pretty(&sample).map_err(|e| e.to_string())?;
+            fs::write(out.join(format!("{i:05}.json")), json + "\n").map_err(|e| e.to_string())
+        })?;
     Ok(())
 }

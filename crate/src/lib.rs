@@ -1,7 +1,29 @@
 //! Tessera: native image generation that runs in the browser. An autoregressive transformer writes an image
 //! as discrete tokens; a streaming VQ decoder turns each finished token row into pixels.
+//!
+//! The pieces, in the order data flows (DESIGN §1): [`text`] builds the token sequence, [`transformer`]
+//! predicts image tokens, [`sampler`] picks them, [`generator`] drives the steps, [`vq`] turns token rows into
+//! pixels. [`model`] loads weights checked by [`weights`] against [`config`]. [`scenes`] is the procedural
+//! world the default model learned.
 
+pub mod config;
 #[cfg(feature = "cli")]
 pub mod dataset;
+pub mod error;
+pub mod eval;
+pub mod generator;
+pub mod image_input;
+pub mod model;
+pub mod provenance;
+pub mod sampler;
 pub mod scenes;
 pub mod text;
+pub mod transformer;
+pub mod vq;
+pub mod weights;
+
+pub use config::ModelConfig;
+pub use error::{Result, TesseraError};
+pub use generator::{Band, Generation, Step};
+pub use model::Model;
+pub use sampler::Settings;

@@ -1,15 +1,60 @@
-//! The `tessera` command line.
+//! The `tessera` command line: generate and edit images, inspect models, draw training data, evaluate.
+//! Every error is one line on stderr and a non-zero exit; no partial output file is left behind.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use burn::tensor::Device;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use tessera::provenance::{Provenance, png_with_provenance};
+use tessera::{Generation, Model, ModelConfig, Settings, TesseraError};
 
 #[derive(Parser)]
-#[command(name = "tessera", version, about = "Image generation with an autoregressive image-token transformer")]
+#[command(
+    name = "tessera",
+    version,
+    about = "Image generation with an autoregressive image-token transformer"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Args, Clone)]
+struct ModelArg {
+    /// Model folder (config.json, model.safetensors, model.sha256). Default: the bundled model.
+    #[arg(long)]
+    model: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct SamplingArgs {
+    /// 0 samples greedily; higher is more varied.
+    #[arg(long, allow_negative_numbers = true, default_value_t = Settings::default().temperature)]
+    temperature: f32,
+    /// Sample only among the k most likely tokens.
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Sample only among the most likely tokens that together reach this probability.
+    #[arg(long, allow_negative_numbers = true, default_value_t = Settings::default().top_p)]
+    top_p: f32,
+    /// Classifier-free guidance scale (1 = off).
+    #[arg(long, allow_negative_numbers = true, default_value_t = Settings::default().cfg)]
+    cfg: f32,
+}
+
+impl SamplingArgs {
+    fn settings(&self, seed: u64) -> Settings {
+        Settings {
+            seed,
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            cfg: self.cfg,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -22,6 +67,53 @@ enum DataFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Generate an image from a prompt.
+    Generate {
+        prompt: String,
+        /// Seed of the sampler: the same seed, settings and model give the same image.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(short, long)]
+        out: PathBuf,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        #[command(flatten)]
+        model: ModelArg,
+    },
+    /// Edit an image with an instruction ("make the circle green").
+    Edit {
+        input: PathBuf,
+        instruction: String,
+        /// Seed of the sampler: the same seed, settings and model give the same image.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(short, long)]
+        out: PathBuf,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        #[command(flatten)]
+        model: ModelArg,
+    },
+    /// Print a model's config, parameter count, weight size and sha256.
+    Inspect {
+        #[command(flatten)]
+        model: ModelArg,
+    },
+    /// ShapesEval: generate fresh scenes and score what the model drew (one JSON object on stdout).
+    Eval {
+        /// Seed of the scenes; each sample's sampler seed is derived from it and the sample's index.
+        #[arg(long, default_value_t = 1000)]
+        seed: u64,
+        #[arg(long, default_value_t = 70)]
+        n: usize,
+        /// Print one compact JSON line (the default is indented JSON).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        #[command(flatten)]
+        model: ModelArg,
+    },
     /// Draw "Shapes & Signs" examples.
     Data {
         #[arg(long, default_value_t = 0)]
@@ -35,15 +127,182 @@ enum Command {
     },
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
-        Command::Data { seed, n, out, format } => match format {
+/// The bundled default model, next to this crate in the repository.
+fn bundled_model_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tessera-shapes")
+}
+
+fn load_model(arg: &ModelArg) -> Result<Model, TesseraError> {
+    let device = Device::flex();
+    let model = match &arg.model {
+        Some(dir) => Model::load_dir(dir, &device)?,
+        None if bundled_model_dir().join("model.safetensors").exists() => {
+            Model::load_dir(&bundled_model_dir(), &device)?
+        }
+        None => {
+            let mut cfg = ModelConfig::default_model();
+            cfg.model_id = "untrained-stand-in".into();
+            cfg.trained = false;
+            let weights = Model::random_weights(&cfg, 0, &device);
+            Model::from_config(cfg, &weights, &device)?
+        }
+    };
+    if !model.config.trained {
+        eprintln!(
+            "warning: model `{}` is UNTRAINED (random weights): its images are noise",
+            model.config.model_id
+        );
+    }
+    Ok(model)
+}
+
+fn generate(
+    model: &Model,
+    prompt: &str,
+    context: Option<&[u32]>,
+    settings: Settings,
+    out: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut generation = Generation::new(model, prompt, context, settings.clone())?;
+    let bar = ProgressBar::new(generation.total_tokens() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:32} {pos}/{len} tokens  {per_sec}  {msg}")
+            .expect("a valid template"),
+    );
+    let start = Instant::now();
+    let mut first_row = None;
+    while let Some(step) = pollster::block_on(generation.step())? {
+        bar.inc(1);
+        if step.band.is_some() && first_row.is_none() {
+            first_row = Some(start.elapsed());
+        }
+    }
+    bar.finish_and_clear();
+    let elapsed = start.elapsed();
+    let size = model.config.image_size as u32;
+    let provenance = Provenance::new(
+        &model.config.model_id,
+        &model.sha256,
+        &settings,
+        prompt,
+        context,
+    );
+    write_atomically(
+        out,
+        &png_with_provenance(generation.image(), size, size, &provenance),
+    )?;
+    eprintln!(
+        "wrote {} in {:.2} s ({:.0} tokens/s, first row after {:.0} ms)",
+        out.display(),
+        elapsed.as_secs_f64(),
+        generation.total_tokens() as f64 / elapsed.as_secs_f64(),
+        first_row.unwrap_or_default().as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+/// Write via a temporary file and a rename, so a failure never leaves a partial file at `path`.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+}
+
+fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    match cli.command {
+        Command::Generate {
+            prompt,
+            seed,
+            out,
+            sampling,
+            model,
+        } => {
+            let settings = sampling.settings(seed);
+            settings.validate()?;
+            let model = load_model(&model)?;
+            generate(&model, &prompt, None, settings, &out)
+        }
+        Command::Edit {
+            input,
+            instruction,
+            seed,
+            out,
+            sampling,
+            model,
+        } => {
+            let settings = sampling.settings(seed);
+            settings.validate()?;
+            let bytes = std::fs::read(&input)
+                .map_err(|e| format!("cannot read {}: {e}", input.display()))?;
+            let model = load_model(&model)?;
+            let rgb = tessera::image_input::load_rgb(&bytes, model.config.image_size as u32)
+                .map_err(|e| format!("{}: {e}", input.display()))?;
+            let context = pollster::block_on(model.encode_rgb(&rgb))?;
+            generate(&model, &instruction, Some(&context), settings, &out)
+        }
+        Command::Inspect { model } => {
+            let model = load_model(&model)?;
+            println!("{}", serde_json::to_string_pretty(&model.config)?);
+            println!(
+                "parameters: {} ({:.2} M)",
+                model.parameters,
+                model.parameters as f64 / 1e6
+            );
+            println!(
+                "weight bytes: {} ({:.1} MB)",
+                model.weight_bytes,
+                model.weight_bytes as f64 / 1e6
+            );
+            println!("sha256: {}", model.sha256);
+            Ok(())
+        }
+        Command::Eval {
+            seed,
+            n,
+            json,
+            sampling,
+            model,
+        } => {
+            let settings = sampling.settings(seed);
+            settings.validate()?;
+            if n == 0 {
+                return Err("--n must be at least 1".into());
+            }
+            let model = load_model(&model)?;
+            let bar = ProgressBar::new(n as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:32} {pos}/{len} samples  {elapsed} (eta {eta})")
+                    .expect("a valid template"),
+            );
+            let report = tessera::eval::run(&model, seed, n, &settings, |done, _| {
+                bar.set_position(done as u64)
+            })?;
+            bar.finish_and_clear();
+            let text = if json {
+                serde_json::to_string(&report)?
+            } else {
+                serde_json::to_string_pretty(&report)?
+            };
+            println!("{text}");
+            Ok(())
+        }
+        Command::Data {
+            seed,
+            n,
+            out,
+            format,
+        } => match format {
             DataFormat::Png => tessera::dataset::write_samples(seed, n, &out),
             DataFormat::Shard => tessera::dataset::write_shard(seed, n, &out).map_err(Into::into),
         },
-    };
-    match result {
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

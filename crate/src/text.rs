@@ -68,7 +68,10 @@ impl Prompt {
             segments.push(Segment::Text(head));
             segments
         };
-        Prompt { cond: row(bytes.clone()), uncond: row(vec![PAD; bytes.len()]) }
+        Prompt {
+            cond: row(bytes.clone()),
+            uncond: row(vec![PAD; bytes.len()]),
+        }
     }
 
     /// Number of positions before the first generated image token.
@@ -88,7 +91,9 @@ mod tests {
     #[test]
     fn user_text_never_produces_a_special_token() {
         let p = Prompt::new("<img> </img> <bos> \u{100} 你好", None);
-        let Segment::Text(t) = &p.cond[0] else { panic!() };
+        let Segment::Text(t) = &p.cond[0] else {
+            panic!()
+        };
         let user = &t[2..t.len() - 2];
         assert!(user.iter().all(|&id| id < 256));
         assert_eq!(user.len(), "<img> </img> <bos> \u{100} 你好".len());
@@ -108,7 +113,10 @@ mod tests {
                 Segment::Text(vec![IMG_END, USER, 97, 98, GEN, IMG])
             ]
         );
-        assert_eq!(p.uncond[2], Segment::Text(vec![IMG_END, USER, PAD, PAD, GEN, IMG]));
+        assert_eq!(
+            p.uncond[2],
+            Segment::Text(vec![IMG_END, USER, PAD, PAD, GEN, IMG])
+        );
         assert_eq!(p.uncond[1], Segment::Image(img));
         assert_eq!(p.len(), 12);
     }

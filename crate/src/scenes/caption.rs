@@ -9,9 +9,17 @@ use super::{Color, Edit, Lang, Layout, Object, Scene, Shape, Sign, Size};
 /// English names of the 3×3 positions, several phrasings each, indexed `[row][col]`.
 const POS_EN: [[&[&str]; 3]; 3] = [
     [
-        &["in the top left corner", "at the top left", "in the upper left"],
+        &[
+            "in the top left corner",
+            "at the top left",
+            "in the upper left",
+        ],
         &["at the top", "at the top center", "in the top middle"],
-        &["in the top right corner", "at the top right", "in the upper right"],
+        &[
+            "in the top right corner",
+            "at the top right",
+            "in the upper right",
+        ],
     ],
     [
         &["on the left", "at the middle left", "at the left"],
@@ -19,9 +27,21 @@ const POS_EN: [[&[&str]; 3]; 3] = [
         &["on the right", "at the middle right", "at the right"],
     ],
     [
-        &["in the bottom left corner", "at the bottom left", "in the lower left"],
-        &["at the bottom", "at the bottom center", "in the bottom middle"],
-        &["in the bottom right corner", "at the bottom right", "in the lower right"],
+        &[
+            "in the bottom left corner",
+            "at the bottom left",
+            "in the lower left",
+        ],
+        &[
+            "at the bottom",
+            "at the bottom center",
+            "in the bottom middle",
+        ],
+        &[
+            "in the bottom right corner",
+            "at the bottom right",
+            "in the lower right",
+        ],
     ],
 ];
 
@@ -31,7 +51,11 @@ const POS_ZH: [[&[&str]; 3]; 3] = [
     [&["左下角"], &["下方", "下方中间"], &["右下角"]],
 ];
 
-const SIGN_ROW_EN: [&[&str]; 3] = [&["at the top"], &["in the middle", "in the center"], &["at the bottom"]];
+const SIGN_ROW_EN: [&[&str]; 3] = [
+    &["at the top"],
+    &["in the middle", "in the center"],
+    &["at the bottom"],
+];
 const SIGN_ROW_ZH: [&str; 3] = ["上方", "中间", "下方"];
 
 fn pick<'a, R: Rng>(rng: &mut R, options: &[&'a str]) -> &'a str {
@@ -39,7 +63,11 @@ fn pick<'a, R: Rng>(rng: &mut R, options: &[&'a str]) -> &'a str {
 }
 
 fn article(next: &str) -> &'static str {
-    if next.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" }
+    if next.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
 }
 
 fn size_en<R: Rng>(rng: &mut R, size: Size) -> &'static str {
@@ -74,8 +102,14 @@ fn object_phrase<R: Rng>(rng: &mut R, o: &Object, lang: Lang) -> String {
 fn placed_phrase<R: Rng>(rng: &mut R, o: &Object, lang: Lang) -> String {
     let obj = object_phrase(rng, o, lang);
     match lang {
-        Lang::En => format!("{obj} {}", pick(rng, POS_EN[o.row as usize][o.col as usize])),
-        Lang::Zh => format!("{}有{obj}", pick(rng, POS_ZH[o.row as usize][o.col as usize])),
+        Lang::En => format!(
+            "{obj} {}",
+            pick(rng, POS_EN[o.row as usize][o.col as usize])
+        ),
+        Lang::Zh => format!(
+            "{}有{obj}",
+            pick(rng, POS_ZH[o.row as usize][o.col as usize])
+        ),
     }
 }
 
@@ -84,7 +118,12 @@ fn sign_phrase<R: Rng>(rng: &mut R, s: &Sign, lang: Lang) -> String {
         Lang::En => {
             let says = pick(rng, &["that says", "reading", "with the word"]);
             let board = s.board.en();
-            format!("{} {board} sign {says} {} {}", article(board), s.word, pick(rng, SIGN_ROW_EN[s.row as usize]))
+            format!(
+                "{} {board} sign {says} {} {}",
+                article(board),
+                s.word,
+                pick(rng, SIGN_ROW_EN[s.row as usize])
+            )
         }
         Lang::Zh => format!(
             "{}有一块{}的牌子，上面写着{}",
@@ -109,13 +148,21 @@ pub fn describe<R: Rng>(rng: &mut R, scene: &Scene, lang: Lang) -> String {
     if let Layout::Grid(n) = scene.layout {
         return grid_caption(rng, scene, n, lang);
     }
-    let mut parts: Vec<String> = scene.sign.iter().map(|s| sign_phrase(rng, s, lang)).collect();
+    let mut parts: Vec<String> = scene
+        .sign
+        .iter()
+        .map(|s| sign_phrase(rng, s, lang))
+        .collect();
     parts.extend(scene.objects.iter().map(|o| placed_phrase(rng, o, lang)));
     match lang {
         Lang::En => {
             let body = join_en(&parts);
             if parts.is_empty() {
-                return format!("{} {} background", pick(rng, &["an empty", "a plain"]), bg.en());
+                return format!(
+                    "{} {} background",
+                    pick(rng, &["an empty", "a plain"]),
+                    bg.en()
+                );
             }
             match rng.random_range(0..3) {
                 0 => format!("{body} on {} {} background", article(bg.en()), bg.en()),
@@ -140,17 +187,30 @@ fn grid_caption<R: Rng>(rng: &mut R, scene: &Scene, n: u8, lang: Lang) -> String
     let bg = scene.background;
     match lang {
         Lang::En => {
-            let items: Vec<String> =
-                scene.objects.iter().map(|o| format!("{} {}", o.color.en(), o.shape.en())).collect();
+            let items: Vec<String> = scene
+                .objects
+                .iter()
+                .map(|o| format!("{} {}", o.color.en(), o.shape.en()))
+                .collect();
             let items = items.join(", ");
             match rng.random_range(0..2) {
-                0 => format!("a {n} by {n} grid on {} {} background: {items}", article(bg.en()), bg.en()),
-                _ => format!("{n}x{n} grid, {} background, in reading order: {items}", bg.en()),
+                0 => format!(
+                    "a {n} by {n} grid on {} {} background: {items}",
+                    article(bg.en()),
+                    bg.en()
+                ),
+                _ => format!(
+                    "{n}x{n} grid, {} background, in reading order: {items}",
+                    bg.en()
+                ),
             }
         }
         Lang::Zh => {
-            let items: Vec<String> =
-                scene.objects.iter().map(|o| format!("{}{}", o.color.zh(), o.shape.zh())).collect();
+            let items: Vec<String> = scene
+                .objects
+                .iter()
+                .map(|o| format!("{}{}", o.color.zh(), o.shape.zh()))
+                .collect();
             let items = items.join("、");
             match rng.random_range(0..2) {
                 0 => format!("{}背景上的{n}×{n}网格：{items}", bg.zh()),
@@ -186,10 +246,18 @@ pub fn instruct<R: Rng>(rng: &mut R, scene: &Scene, edit: &Edit, lang: Lang) -> 
             format!("在{pos}{verb}{}", object_phrase(rng, object, lang))
         }
         (Edit::Remove { object }, Lang::En) => {
-            format!("{} {}", pick(rng, &["remove", "delete", "take away"]), reference(rng, scene, object, lang))
+            format!(
+                "{} {}",
+                pick(rng, &["remove", "delete", "take away"]),
+                reference(rng, scene, object, lang)
+            )
         }
         (Edit::Remove { object }, Lang::Zh) => {
-            format!("{}{}", pick(rng, &["去掉", "删除", "移除"]), reference(rng, scene, object, lang))
+            format!(
+                "{}{}",
+                pick(rng, &["去掉", "删除", "移除"]),
+                reference(rng, scene, object, lang)
+            )
         }
         (Edit::Recolor { object, to }, Lang::En) => {
             let r = reference(rng, scene, object, lang);
@@ -206,18 +274,26 @@ pub fn instruct<R: Rng>(rng: &mut R, scene: &Scene, edit: &Edit, lang: Lang) -> 
         (Edit::Move { object, row, col }, Lang::En) => {
             let r = reference(rng, scene, object, lang);
             let to = pick(rng, POS_EN[*row as usize][*col as usize]);
-            let to = to.trim_start_matches("in the ").trim_start_matches("at the ").trim_start_matches("on the ");
+            let to = to
+                .trim_start_matches("in the ")
+                .trim_start_matches("at the ")
+                .trim_start_matches("on the ");
             format!("{} {r} to the {to}", pick(rng, &["move", "shift"]))
         }
         (Edit::Move { object, row, col }, Lang::Zh) => {
             let r = reference(rng, scene, object, lang);
-            format!("把{r}移到{}", pick(rng, POS_ZH[*row as usize][*col as usize]))
+            format!(
+                "把{r}移到{}",
+                pick(rng, POS_ZH[*row as usize][*col as usize])
+            )
         }
         (Edit::Background { to }, Lang::En) => match rng.random_range(0..2) {
             0 => format!("change the background to {}", to.en()),
             _ => format!("make the background {}", to.en()),
         },
-        (Edit::Background { to }, Lang::Zh) => format!("把背景{}{}", pick(rng, &["改成", "换成"]), to.zh()),
+        (Edit::Background { to }, Lang::Zh) => {
+            format!("把背景{}{}", pick(rng, &["改成", "换成"]), to.zh())
+        }
         (Edit::SignText { to }, Lang::En) => match rng.random_range(0..2) {
             0 => format!("change the sign to say {to}"),
             _ => format!("make the sign say {to}"),

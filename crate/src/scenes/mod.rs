@@ -162,7 +162,11 @@ impl Color {
     /// Ink colour for text on a board of this colour.
     pub fn ink(self) -> Color {
         let [r, g, b] = self.rgb();
-        if 299 * r as u32 + 587 * g as u32 + 114 * b as u32 > 140_000 { Color::Black } else { Color::White }
+        if 299 * r as u32 + 587 * g as u32 + 114 * b as u32 > 140_000 {
+            Color::Black
+        } else {
+            Color::White
+        }
     }
 }
 
@@ -185,9 +189,10 @@ pub const HELD_OUT: [(Shape, Color); 6] = [
 
 /// Words that signs can say (2–5 letters, A–Z).
 pub const WORDS: [&str; 40] = [
-    "STOP", "OPEN", "EXIT", "CAFE", "SHOP", "HOTEL", "BANK", "PARK", "ZOO", "TAXI", "BUS", "SALE", "FOOD",
-    "BOOK", "MUSIC", "PIZZA", "HELLO", "YES", "NO", "GO", "UP", "LEFT", "RIGHT", "WEST", "EAST", "NORTH", "SOUTH",
-    "ART", "GYM", "SPA", "BAR", "INN", "MILK", "TEA", "BREAD", "FISH", "CAKE", "JAZZ", "QUIZ", "WAVE",
+    "STOP", "OPEN", "EXIT", "CAFE", "SHOP", "HOTEL", "BANK", "PARK", "ZOO", "TAXI", "BUS", "SALE",
+    "FOOD", "BOOK", "MUSIC", "PIZZA", "HELLO", "YES", "NO", "GO", "UP", "LEFT", "RIGHT", "WEST",
+    "EAST", "NORTH", "SOUTH", "ART", "GYM", "SPA", "BAR", "INN", "MILK", "TEA", "BREAD", "FISH",
+    "CAKE", "JAZZ", "QUIZ", "WAVE",
 ];
 
 /// One object: a shape of a colour and size in cell (`row`, `col`) of the scene's layout.
@@ -273,7 +278,12 @@ impl Edit {
     /// The scene after the edit. Everything the edit does not name is left as it was.
     pub fn apply(&self, scene: &Scene) -> Scene {
         let mut out = scene.clone();
-        let find = |s: &Scene, o: &Object| s.objects.iter().position(|x| x == o).expect("edited object is in the scene");
+        let find = |s: &Scene, o: &Object| {
+            s.objects
+                .iter()
+                .position(|x| x == o)
+                .expect("edited object is in the scene")
+        };
         match self {
             Edit::Add { object } => out.objects.push(object.clone()),
             Edit::Remove { object } => {
@@ -290,7 +300,9 @@ impl Edit {
                 out.objects[i].col = *col;
             }
             Edit::Background { to } => out.background = *to,
-            Edit::SignText { to } => out.sign.as_mut().expect("sign edit needs a sign").word = to.clone(),
+            Edit::SignText { to } => {
+                out.sign.as_mut().expect("sign edit needs a sign").word = to.clone()
+            }
         }
         out.sort_objects();
         out

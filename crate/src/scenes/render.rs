@@ -24,13 +24,20 @@ pub fn object_geometry(layout: Layout, o: &Object) -> (f32, f32, f32) {
         },
         Layout::Grid(_) => 0.36 * cell,
     };
-    ((o.col as f32 + 0.5) * cell, (o.row as f32 + 0.5) * cell, radius)
+    (
+        (o.col as f32 + 0.5) * cell,
+        (o.row as f32 + 0.5) * cell,
+        radius,
+    )
 }
 
 /// The board rectangle of a sign: (x0, y0, width, height) in pixels.
 pub fn sign_board(sign: &Sign) -> (usize, usize, usize, usize) {
     let text_w = sign.word.len() * GLYPH_ADVANCE - FONT_SCALE;
-    let (w, h) = (text_w + 2 * BOARD_PAD_X, GLYPH_H * FONT_SCALE + 2 * BOARD_PAD_Y);
+    let (w, h) = (
+        text_w + 2 * BOARD_PAD_X,
+        GLYPH_H * FONT_SCALE + 2 * BOARD_PAD_Y,
+    );
     let cell = IMAGE_SIZE as f32 / 3.0;
     let cy = ((sign.row as f32 + 0.5) * cell) as usize;
     ((IMAGE_SIZE - w) / 2, cy - h / 2, w, h)
@@ -118,7 +125,12 @@ impl Outline {
             Shape::Triangle => regular(3, 1.18 * r, 1.0, -90.0, 0.18 * r),
             Shape::Star => regular(5, 1.15 * r, 0.45, -90.0, 0.07 * r),
             Shape::Hexagon => regular(6, 1.02 * r, 1.0, 0.0, 0.0),
-            Shape::Diamond => vec![(0.0, -1.15 * r), (0.8 * r, 0.0), (0.0, 1.15 * r), (-0.8 * r, 0.0)],
+            Shape::Diamond => vec![
+                (0.0, -1.15 * r),
+                (0.8 * r, 0.0),
+                (0.0, 1.15 * r),
+                (-0.8 * r, 0.0),
+            ],
             Shape::Heart => heart(r),
             Shape::Circle | Shape::Square | Shape::Cross | Shape::Ring => vec![],
         };
@@ -159,7 +171,11 @@ fn regular(points: usize, radius: f32, inner: f32, start_deg: f32, dy: f32) -> V
     (0..n)
         .map(|i| {
             let a = (start_deg + 360.0 * i as f32 / n as f32).to_radians();
-            let rr = if inner < 1.0 && i % 2 == 1 { radius * inner } else { radius };
+            let rr = if inner < 1.0 && i % 2 == 1 {
+                radius * inner
+            } else {
+                radius
+            };
             (rr * a.cos(), rr * a.sin() + dy)
         })
         .collect()
@@ -173,7 +189,8 @@ fn heart(r: f32) -> Vec<(f32, f32)> {
         .map(|i| {
             let t = std::f32::consts::TAU * i as f32 / 48.0;
             let x = 16.0 * t.sin().powi(3);
-            let y = 13.0 * t.cos() - 5.0 * (2.0 * t).cos() - 2.0 * (3.0 * t).cos() - (4.0 * t).cos();
+            let y =
+                13.0 * t.cos() - 5.0 * (2.0 * t).cos() - 2.0 * (3.0 * t).cos() - (4.0 * t).cos();
             // The curve spans y ∈ [−17, 11.92]; flip for y-down and centre that span on 0.
             (x * s, (-y - 2.54) * s)
         })
@@ -220,27 +237,57 @@ mod tests {
             a
         };
         let circle = area(Shape::Circle);
-        assert!((circle - std::f32::consts::PI * r * r).abs() < 3.0, "circle area {circle}");
+        assert!(
+            (circle - std::f32::consts::PI * r * r).abs() < 3.0,
+            "circle area {circle}"
+        );
         for s in Shape::ALL {
             let a = area(s);
-            assert!(a > 0.35 * circle && a < 1.3 * circle, "{s:?} area {a} vs circle {circle}");
+            assert!(
+                a > 0.35 * circle && a < 1.3 * circle,
+                "{s:?} area {a} vs circle {circle}"
+            );
             // Every shape's centre is inside it except the ring's.
-            assert_eq!(Outline::new(s, r).distance(0.0, 0.0) < 0.0, s != Shape::Ring, "{s:?}");
+            assert_eq!(
+                Outline::new(s, r).distance(0.0, 0.0) < 0.0,
+                s != Shape::Ring,
+                "{s:?}"
+            );
         }
     }
 
     #[test]
     fn objects_stay_inside_their_cells() {
-        for layout in [Layout::Free, Layout::Grid(2), Layout::Grid(3), Layout::Grid(4)] {
+        for layout in [
+            Layout::Free,
+            Layout::Grid(2),
+            Layout::Grid(3),
+            Layout::Grid(4),
+        ] {
             for s in Shape::ALL {
-                let o = Object { shape: s, color: Color::Red, size: Size::Big, row: 0, col: 0 };
-                let scene = Scene { background: Color::White, layout, objects: vec![o], sign: None };
+                let o = Object {
+                    shape: s,
+                    color: Color::Red,
+                    size: Size::Big,
+                    row: 0,
+                    col: 0,
+                };
+                let scene = Scene {
+                    background: Color::White,
+                    layout,
+                    objects: vec![o],
+                    sign: None,
+                };
                 let img = render(&scene);
                 let cell = IMAGE_SIZE / layout.n() as usize;
                 for y in 0..IMAGE_SIZE {
                     for x in 0..IMAGE_SIZE {
                         if x >= cell || y >= cell {
-                            assert_eq!(&img[(y * IMAGE_SIZE + x) * 3..][..3], &Color::White.rgb(), "{s:?} {layout:?}");
+                            assert_eq!(
+                                &img[(y * IMAGE_SIZE + x) * 3..][..3],
+                                &Color::White.rgb(),
+                                "{s:?} {layout:?}"
+                            );
                         }
                     }
                 }
@@ -251,11 +298,18 @@ mod tests {
     #[test]
     fn sign_boards_fit_the_image() {
         for row in 0..3 {
-            let sign = Sign { word: "HELLO".into(), board: Color::Yellow, row };
+            let sign = Sign {
+                word: "HELLO".into(),
+                board: Color::Yellow,
+                row,
+            };
             let (x0, y0, w, h) = sign_board(&sign);
             assert!(x0 + w <= IMAGE_SIZE && y0 + h <= IMAGE_SIZE, "row {row}");
             let cell = IMAGE_SIZE / 3;
-            assert!(y0 >= row as usize * cell && y0 + h <= (row as usize + 1) * cell + 1, "row {row}");
+            assert!(
+                y0 >= row as usize * cell && y0 + h <= (row as usize + 1) * cell + 1,
+                "row {row}"
+            );
         }
     }
 }

@@ -65,7 +65,11 @@ pub fn training_sample<R: Rng>(rng: &mut R) -> Sample {
     .choose_weighted(rng, |c| c.1)
     .expect("weights are positive")
     .0;
-    let lang = if rng.random_bool(0.4) { Lang::Zh } else { Lang::En };
+    let lang = if rng.random_bool(0.4) {
+        Lang::Zh
+    } else {
+        Lang::En
+    };
     sample(rng, category, lang, HeldOut::Exclude)
 }
 
@@ -87,26 +91,56 @@ pub fn sample<R: Rng>(rng: &mut R, category: Category, lang: Lang, held_out: Hel
         Category::Edit => unreachable!(),
     };
     let text = describe(rng, &scene, lang);
-    Sample { category, lang, text, scene, source: None, edit: None }
+    Sample {
+        category,
+        lang,
+        text,
+        scene,
+        source: None,
+        edit: None,
+    }
 }
 
 fn random_contrasting<R: Rng>(rng: &mut R, against: &[Color]) -> Color {
-    let ok: Vec<Color> = Color::ALL.into_iter().filter(|c| against.iter().all(|a| c.contrasts(*a))).collect();
-    *ok.choose(rng).expect("every colour contrasts with some other")
+    let ok: Vec<Color> = Color::ALL
+        .into_iter()
+        .filter(|c| against.iter().all(|a| c.contrasts(*a)))
+        .collect();
+    *ok.choose(rng)
+        .expect("every colour contrasts with some other")
 }
 
 /// A random shape and colour for a new object in `scene`: contrasting with the background, not already in
 /// the scene (so instructions can name it), and outside the held-out pairs unless `held_out` asks for one.
 fn new_object<R: Rng>(rng: &mut R, scene: &Scene, row: u8, col: u8, held_out: HeldOut) -> Object {
-    let size = if rng.random_bool(0.5) { Size::Big } else { Size::Small };
+    let size = if rng.random_bool(0.5) {
+        Size::Big
+    } else {
+        Size::Small
+    };
     loop {
         let (shape, color) = match held_out {
             HeldOut::Require => *super::HELD_OUT.choose(rng).unwrap(),
-            HeldOut::Exclude => (*Shape::ALL.choose(rng).unwrap(), *Color::ALL.choose(rng).unwrap()),
+            HeldOut::Exclude => (
+                *Shape::ALL.choose(rng).unwrap(),
+                *Color::ALL.choose(rng).unwrap(),
+            ),
         };
-        let o = Object { shape, color, size, row, col };
-        let taken = scene.objects.iter().any(|x| x.shape == shape && x.color == color);
-        if color.contrasts(scene.background) && !taken && (held_out == HeldOut::Require || !o.is_held_out()) {
+        let o = Object {
+            shape,
+            color,
+            size,
+            row,
+            col,
+        };
+        let taken = scene
+            .objects
+            .iter()
+            .any(|x| x.shape == shape && x.color == color);
+        if color.contrasts(scene.background)
+            && !taken
+            && (held_out == HeldOut::Require || !o.is_held_out())
+        {
             return o;
         }
     }
@@ -114,13 +148,21 @@ fn new_object<R: Rng>(rng: &mut R, scene: &Scene, row: u8, col: u8, held_out: He
 
 fn free_cells(scene: &Scene) -> Vec<(u8, u8)> {
     let n = FREE_LAYOUT;
-    (0..n).flat_map(|r| (0..n).map(move |c| (r, c))).filter(|&(r, c)| scene.cell_free(r, c)).collect()
+    (0..n)
+        .flat_map(|r| (0..n).map(move |c| (r, c)))
+        .filter(|&(r, c)| scene.cell_free(r, c))
+        .collect()
 }
 
 /// `k` objects at distinct free positions; with `HeldOut::Require`, the first drawn is a held-out pair.
 fn free_scene<R: Rng>(rng: &mut R, k: usize, held_out: HeldOut) -> Scene {
     let background = *Color::ALL.choose(rng).unwrap();
-    let mut scene = Scene { background, layout: Layout::Free, objects: vec![], sign: None };
+    let mut scene = Scene {
+        background,
+        layout: Layout::Free,
+        objects: vec![],
+        sign: None,
+    };
     add_objects(rng, &mut scene, k, held_out);
     scene
 }
@@ -142,8 +184,17 @@ fn grid_scene<R: Rng>(rng: &mut R, n: u8) -> Scene {
     for row in 0..n {
         for col in 0..n {
             loop {
-                let (shape, color) = (*Shape::ALL.choose(rng).unwrap(), *Color::ALL.choose(rng).unwrap());
-                let o = Object { shape, color, size: Size::Big, row, col };
+                let (shape, color) = (
+                    *Shape::ALL.choose(rng).unwrap(),
+                    *Color::ALL.choose(rng).unwrap(),
+                );
+                let o = Object {
+                    shape,
+                    color,
+                    size: Size::Big,
+                    row,
+                    col,
+                };
                 if color.contrasts(background) && !o.is_held_out() {
                     objects.push(o);
                     break;
@@ -151,15 +202,29 @@ fn grid_scene<R: Rng>(rng: &mut R, n: u8) -> Scene {
             }
         }
     }
-    Scene { background, layout: Layout::Grid(n), objects, sign: None }
+    Scene {
+        background,
+        layout: Layout::Grid(n),
+        objects,
+        sign: None,
+    }
 }
 
 fn sign_scene<R: Rng>(rng: &mut R) -> Scene {
     let background = *Color::ALL.choose(rng).unwrap();
     let board = random_contrasting(rng, &[background]);
     let word = WORDS.choose(rng).unwrap().to_string();
-    let sign = Sign { word, board, row: rng.random_range(0..3) };
-    let mut scene = Scene { background, layout: Layout::Free, objects: vec![], sign: Some(sign) };
+    let sign = Sign {
+        word,
+        board,
+        row: rng.random_range(0..3),
+    };
+    let mut scene = Scene {
+        background,
+        layout: Layout::Free,
+        objects: vec![],
+        sign: Some(sign),
+    };
     let k = rng.random_range(0..=2);
     add_objects(rng, &mut scene, k, HeldOut::Exclude);
     scene
@@ -181,7 +246,14 @@ fn sample_edit<R: Rng>(rng: &mut R, lang: Lang) -> Sample {
     };
     let scene = edit.apply(&source);
     let text = instruct(rng, &source, &edit, lang);
-    Sample { category: Category::Edit, lang, text, scene, source: Some(source), edit: Some(edit) }
+    Sample {
+        category: Category::Edit,
+        lang,
+        text,
+        scene,
+        source: Some(source),
+        edit: Some(edit),
+    }
 }
 
 /// One edit of `scene` drawn uniformly over the six operations; `None` when the drawn one does not apply.
@@ -191,16 +263,27 @@ fn random_edit<R: Rng>(rng: &mut R, scene: &Scene) -> Option<Edit> {
     match rng.random_range(0..6) {
         0 => {
             let &(row, col) = free.choose(rng)?;
-            Some(Edit::Add { object: new_object(rng, scene, row, col, HeldOut::Exclude) })
+            Some(Edit::Add {
+                object: new_object(rng, scene, row, col, HeldOut::Exclude),
+            })
         }
         1 => Some(Edit::Remove { object: target? }),
         2 => {
             let object = target?;
             let to = *Color::ALL.choose(rng).unwrap();
-            let recolored = Object { color: to, ..object.clone() };
-            let clash = scene.objects.iter().any(|x| x.shape == object.shape && x.color == to);
-            (to != object.color && to.contrasts(scene.background) && !clash && !recolored.is_held_out())
-                .then_some(Edit::Recolor { object, to })
+            let recolored = Object {
+                color: to,
+                ..object.clone()
+            };
+            let clash = scene
+                .objects
+                .iter()
+                .any(|x| x.shape == object.shape && x.color == to);
+            (to != object.color
+                && to.contrasts(scene.background)
+                && !clash
+                && !recolored.is_held_out())
+            .then_some(Edit::Recolor { object, to })
         }
         3 => {
             let object = target?;
@@ -214,7 +297,9 @@ fn random_edit<R: Rng>(rng: &mut R, scene: &Scene) -> Option<Edit> {
                 .into_iter()
                 .filter(|c| *c != scene.background && shown.iter().all(|k| c.contrasts(*k)))
                 .collect();
-            Some(Edit::Background { to: *ok.choose(rng)? })
+            Some(Edit::Background {
+                to: *ok.choose(rng)?,
+            })
         }
         _ => {
             let sign = scene.sign.as_ref()?;
@@ -234,8 +319,14 @@ mod tests {
         let a = training_sample(&mut example_rng(7, 42));
         let b = training_sample(&mut example_rng(7, 42));
         let c = training_sample(&mut example_rng(7, 43));
-        assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
-        assert_ne!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&c).unwrap());
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            serde_json::to_string(&b).unwrap()
+        );
+        assert_ne!(
+            serde_json::to_string(&a).unwrap(),
+            serde_json::to_string(&c).unwrap()
+        );
     }
 
     #[test]
@@ -251,7 +342,12 @@ mod tests {
     #[test]
     fn held_out_split_always_contains_a_held_out_pair() {
         for i in 0..200 {
-            let s = sample(&mut example_rng(2, i), Category::Multi, Lang::En, HeldOut::Require);
+            let s = sample(
+                &mut example_rng(2, i),
+                Category::Multi,
+                Lang::En,
+                HeldOut::Require,
+            );
             assert!(s.scene.objects.iter().any(|o| o.is_held_out()));
         }
     }
@@ -259,7 +355,12 @@ mod tests {
     #[test]
     fn edits_leave_everything_they_do_not_name_pixel_identical() {
         for i in 0..400 {
-            let s = sample(&mut example_rng(3, i), Category::Edit, Lang::En, HeldOut::Exclude);
+            let s = sample(
+                &mut example_rng(3, i),
+                Category::Edit,
+                Lang::En,
+                HeldOut::Exclude,
+            );
             let (src, tgt) = (render(s.source.as_ref().unwrap()), render(&s.scene));
             assert_ne!(src, tgt, "edit changes something: {}", s.text);
             let changed = changed_cells(s.source.as_ref().unwrap(), &s.scene);
@@ -269,7 +370,12 @@ mod tests {
                     for x in 0..128 {
                         let cell = ((y * 3 / 128) as u8, (x * 3 / 128) as u8);
                         if !cells.contains(&cell) {
-                            assert_eq!(src[(y * 128 + x) * 3..][..3], tgt[(y * 128 + x) * 3..][..3], "{}", s.text);
+                            assert_eq!(
+                                src[(y * 128 + x) * 3..][..3],
+                                tgt[(y * 128 + x) * 3..][..3],
+                                "{}",
+                                s.text
+                            );
                         }
                     }
                 }
@@ -295,11 +401,18 @@ mod tests {
 
     #[test]
     fn captions_name_every_object_of_a_grid_in_reading_order() {
-        let s = sample(&mut example_rng(4, 0), Category::Grid, Lang::En, HeldOut::Exclude);
+        let s = sample(
+            &mut example_rng(4, 0),
+            Category::Grid,
+            Lang::En,
+            HeldOut::Exclude,
+        );
         let mut at = 0;
         for o in &s.scene.objects {
             let name = format!("{} {}", o.color.en(), o.shape.en());
-            let found = s.text[at..].find(&name).unwrap_or_else(|| panic!("{name} after {at} in {}", s.text));
+            let found = s.text[at..]
+                .find(&name)
+                .unwrap_or_else(|| panic!("{name} after {at} in {}", s.text));
             at += found + name.len();
         }
     }

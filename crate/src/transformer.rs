@@ -1,0 +1,434 @@
+//! The unified autoregressive transformer: a LLaMA-style decoder (RMSNorm, rotary positions, SwiGLU, no
+//! biases) over one sequence of text and image tokens, with separate input embeddings for the two kinds and an
+//! image head over the VQ codebook (after Janus-Pro; see `trainer/tessera_ref.py` for the reference).
+//!
+//! Weights are immutable; the run state is the [`KvCache`], which the caller owns and can reset.
+
+use burn::module::{Module, Param};
+use burn::nn::{Linear, RmsNorm};
+use burn::tensor::activation::{gelu, silu, softmax};
+use burn::tensor::module::embedding;
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+
+use crate::config::TransformerConfig;
+use crate::weights::WeightStore;
+
+/// `Linear` from a torch-layout `[out, in]` weight, transposed on the host to burn's `[in, out]`: a
+/// transposed *view* would make every matmul take gemm's slow strided path.
+pub(crate) fn linear(
+    w: &mut WeightStore,
+    name: &str,
+    d_in: usize,
+    d_out: usize,
+    bias: bool,
+) -> Linear {
+    let weight = w.tensor_transposed(&format!("{name}.weight"), [d_out, d_in]);
+    let bias = bias.then(|| Param::from_tensor(w.tensor(&format!("{name}.bias"), [d_out])));
+    Linear {
+        weight: Param::from_tensor(weight),
+        bias,
+    }
+}
+
+fn rms_norm(w: &mut WeightStore, name: &str, dim: usize, eps: f64) -> RmsNorm {
+    RmsNorm {
+        gamma: Param::from_tensor(w.tensor(&format!("{name}.weight"), [dim])),
+        epsilon: eps,
+    }
+}
+
+/// Linear → exact GELU → Linear, with biases: the image aligner and the image head.
+#[derive(Module, Debug)]
+pub struct GeluMlp {
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl GeluMlp {
+    fn load(w: &mut WeightStore, name: &str, d_in: usize, d_hidden: usize, d_out: usize) -> Self {
+        // Checkpoint names follow torch's nn.Sequential(Linear, GELU, Linear): indices 0 and 2.
+        GeluMlp {
+            fc1: linear(w, &format!("{name}.0"), d_in, d_hidden, true),
+            fc2: linear(w, &format!("{name}.2"), d_hidden, d_out, true),
+        }
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        self.fc2.forward(gelu(self.fc1.forward(x)))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Attention {
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
+    n_heads: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct Block {
+    attn_norm: RmsNorm,
+    attn: Attention,
+    mlp_norm: RmsNorm,
+    w_gate: Linear,
+    w_up: Linear,
+    w_down: Linear,
+}
+
+/// Rotary tables for every position the cache can hold, HF LLaMA layout (both halves of a head share one
+/// frequency): `cos`, `sin` `[max_seq, head_dim]`.
+#[derive(Clone, Debug)]
+pub struct Rope {
+    cos: Tensor<2>,
+    sin: Tensor<2>,
+}
+
+impl Rope {
+    fn new(head_dim: usize, max_seq: usize, theta: f64, device: &Device) -> Self {
+        let half = head_dim / 2;
+        let mut cos = Vec::with_capacity(max_seq * head_dim);
+        let mut sin = Vec::with_capacity(max_seq * head_dim);
+        for pos in 0..max_seq {
+            for j in 0..head_dim {
+                let inv_freq = 1.0 / theta.powf((2 * (j % half)) as f64 / head_dim as f64);
+                let angle = pos as f64 * inv_freq;
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        Rope {
+            cos: Tensor::from_data(TensorData::new(cos, [max_seq, head_dim]), device),
+            sin: Tensor::from_data(TensorData::new(sin, [max_seq, head_dim]), device),
+        }
+    }
+
+    /// Rotate `x` `[B, H, T, hd]` whose positions are `start..start + T`.
+    fn apply(&self, x: Tensor<4>, start: usize) -> Tensor<4> {
+        let [_, _, t, hd] = x.dims();
+        let cos = self.cos.clone().slice([start..start + t]).unsqueeze::<4>(); // [1, 1, T, hd]
+        let sin = self.sin.clone().slice([start..start + t]).unsqueeze::<4>();
+        let half = hd / 2;
+        let x1 = x.clone().narrow(3, 0, half);
+        let x2 = x.clone().narrow(3, half, half);
+        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+        x * cos + rotated * sin
+    }
+}
+
+/// Keys and values of every position seen so far, per layer, preallocated to `max_seq` positions:
+/// `[B, H, max_seq, hd]`, of which the first `len` are filled.
+#[derive(Debug)]
+pub struct KvCache {
+    layers: Vec<LayerCache>,
+    len: usize,
+}
+
+/// One layer's buffers; `Option` only so a step can own them while it writes (always `Some` between steps).
+#[derive(Debug)]
+struct LayerCache {
+    keys: Option<Tensor<4>>,
+    values: Option<Tensor<4>>,
+}
+
+impl KvCache {
+    pub fn new(cfg: &TransformerConfig, batch: usize, device: &Device) -> Self {
+        let hd = cfg.dim / cfg.n_heads;
+        let empty = || Tensor::zeros([batch, cfg.n_heads, cfg.max_seq, hd], device);
+        KvCache {
+            layers: (0..cfg.n_layers)
+                .map(|_| LayerCache {
+                    keys: Some(empty()),
+                    values: Some(empty()),
+                })
+                .collect(),
+            len: 0,
+        }
+    }
+
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Forget every position (the tensors are reused).
+    pub fn reset(&mut self) {
+        self.len = 0;
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.layers
+            .first()
+            .and_then(|l| l.keys.as_ref())
+            .map_or(0, |k| k.dims()[2])
+    }
+}
+
+impl Attention {
+    /// # Shapes
+    /// `x` `[B, T, D]` at positions `cache.len()..+T` → `[B, T, D]`; appends this layer's keys and values.
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &Rope,
+        layer: &mut LayerCache,
+        start: usize,
+    ) -> Tensor<3> {
+        let [b, t, d] = x.dims();
+        let hd = d / self.n_heads;
+        let heads = |y: Tensor<3>| y.reshape([b, t, self.n_heads, hd]).swap_dims(1, 2); // [B, H, T, hd]
+        let q = rope.apply(heads(self.wq.forward(x.clone())), start);
+        let k = rope.apply(heads(self.wk.forward(x.clone())), start);
+        let v = heads(self.wv.forward(x));
+        let end = start + t;
+        let range = [0..b, 0..self.n_heads, start..end, 0..hd];
+        // Take the buffers out of the cache so they are uniquely owned and `slice_assign` writes in place
+        // (a shared buffer would be copied whole, every step).
+        let keys = layer
+            .keys
+            .take()
+            .expect("cache buffers are always present")
+            .slice_assign(range.clone(), k);
+        let values = layer
+            .values
+            .take()
+            .expect("cache buffers are always present")
+            .slice_assign(range, v);
+        layer.keys = Some(keys.clone());
+        layer.values = Some(values.clone());
+        let keys = keys.narrow(2, 0, end); // [B, H, S, hd]
+        let values = values.narrow(2, 0, end);
+        let scores = q.matmul(keys.swap_dims(2, 3)) / (hd as f64).sqrt(); // [B, H, T, S]
+        let scores = match t {
+            1 => scores, // one new position sees every cached one
+            _ => scores.mask_fill(causal_mask(t, end, &values.device()), f32::NEG_INFINITY),
+        };
+        let out = softmax(scores, 3).matmul(values); // [B, H, T, hd]
+        self.wo.forward(out.swap_dims(1, 2).reshape([b, t, d]))
+    }
+}
+
+/// `[1, 1, T, S]`, true where query `i` (at position `S − T + i`) must not see key `j`.
+fn causal_mask(t: usize, s: usize, device: &Device) -> Tensor<4, Bool> {
+    let offset = s - t;
+    let data: Vec<bool> = (0..t)
+        .flat_map(|i| (0..s).map(move |j| j > offset + i))
+        .collect();
+    Tensor::<2, Bool>::from_data(TensorData::new(data, [t, s]), device).unsqueeze::<4>()
+}
+
+impl Block {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &Rope,
+        layer: &mut LayerCache,
+        start: usize,
+    ) -> Tensor<3> {
+        let x = x.clone()
+            + self
+                .attn
+                .forward(self.attn_norm.forward(x), rope, layer, start);
+        let h = self.mlp_norm.forward(x.clone());
+        x + self
+            .w_down
+            .forward(silu(self.w_gate.forward(h.clone())) * self.w_up.forward(h))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Transformer {
+    /// `[text_vocab, D]`
+    text_embed: Param<Tensor<2>>,
+    /// `[codebook, img_embed_dim]`
+    img_embed: Param<Tensor<2>>,
+    img_align: GeluMlp,
+    layers: Vec<Block>,
+    norm: RmsNorm,
+    img_head: GeluMlp,
+    #[module(skip)]
+    rope: Rope,
+    #[module(skip)]
+    cfg: TransformerConfig,
+}
+
+impl Transformer {
+    /// Build from checkpoint tensors; names are those of `trainer/tessera_ref.py`'s `Transformer`.
+    pub fn load(cfg: &TransformerConfig, w: &mut WeightStore) -> Self {
+        let (d, h, eps) = (cfg.dim, cfg.mlp_hidden, cfg.norm_eps);
+        let layers = (0..cfg.n_layers)
+            .map(|i| {
+                let p = format!("layers.{i}");
+                Block {
+                    attn_norm: rms_norm(w, &format!("{p}.attn_norm"), d, eps),
+                    attn: Attention {
+                        wq: linear(w, &format!("{p}.attn.wq"), d, d, false),
+                        wk: linear(w, &format!("{p}.attn.wk"), d, d, false),
+                        wv: linear(w, &format!("{p}.attn.wv"), d, d, false),
+                        wo: linear(w, &format!("{p}.attn.wo"), d, d, false),
+                        n_heads: cfg.n_heads,
+                    },
+                    mlp_norm: rms_norm(w, &format!("{p}.mlp_norm"), d, eps),
+                    w_gate: linear(w, &format!("{p}.mlp.w_gate"), d, h, false),
+                    w_up: linear(w, &format!("{p}.mlp.w_up"), d, h, false),
+                    w_down: linear(w, &format!("{p}.mlp.w_down"), h, d, false),
+                }
+            })
+            .collect();
+        let device = w.device().clone();
+        Transformer {
+            text_embed: Param::from_tensor(w.tensor("text_embed.weight", [cfg.text_vocab, d])),
+            img_embed: Param::from_tensor(
+                w.tensor("img_embed.weight", [cfg.codebook_size, cfg.img_embed_dim]),
+            ),
+            img_align: GeluMlp::load(w, "img_align", cfg.img_embed_dim, d, d),
+            layers,
+            norm: rms_norm(w, "norm", d, eps),
+            img_head: GeluMlp::load(w, "img_head", d, d, cfg.codebook_size),
+            rope: Rope::new(d / cfg.n_heads, cfg.max_seq, cfg.rope_theta, &device),
+            cfg: cfg.clone(),
+        }
+    }
+
+    pub fn config(&self) -> &TransformerConfig {
+        &self.cfg
+    }
+
+    /// Text-vocabulary ids `[B, T]` → embeddings `[B, T, D]`.
+    pub fn embed_text(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        embedding(self.text_embed.val(), ids)
+    }
+
+    /// Codebook indices `[B, T]` → embeddings `[B, T, D]` (embedding, then the aligner MLP).
+    pub fn embed_image(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        self.img_align.forward(embedding(self.img_embed.val(), ids))
+    }
+
+    /// Run `x` `[B, T, D]` (positions `cache.len()..+T`) through every block and the final norm, appending to
+    /// the cache → hidden states `[B, T, D]`.
+    ///
+    /// # Panics
+    /// When the cache would overflow; callers check lengths against `max_seq` first.
+    pub fn forward(&self, x: Tensor<3>, cache: &mut KvCache) -> Tensor<3> {
+        let start = cache.len;
+        let t = x.dims()[1];
+        assert!(
+            start + t <= cache.capacity(),
+            "sequence of {} exceeds the KV cache ({})",
+            start + t,
+            cache.capacity()
+        );
+        let mut x = x;
+        for (block, layer) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            x = block.forward(x, &self.rope, layer, start);
+        }
+        cache.len = start + t;
+        self.norm.forward(x)
+    }
+
+    /// Hidden states `[..., D]` → logits over the codebook `[..., K]`.
+    pub fn image_logits<const D: usize>(&self, hidden: Tensor<D>) -> Tensor<D> {
+        self.img_head.forward(hidden)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ModelConfig;
+    use crate::model::Model;
+    use burn::tensor::Distribution;
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_into_vec_as::<f32>().unwrap()
+    }
+
+    #[test]
+    fn rope_rotates_each_pair_by_its_angle() {
+        let device = Device::flex();
+        let rope = Rope::new(4, 8, 10000.0, &device);
+        let x = Tensor::<1>::from_floats([1.0, 2.0, 3.0, 4.0], &device).reshape([1, 1, 1, 4]);
+        let got = values(rope.apply(x, 3));
+        // Frequencies 1 and 1/100 at position 3; halves (x0, x2) and (x1, x3) rotate together.
+        let (a, b) = (3.0f32, 0.03f32);
+        let want = [
+            1.0 * a.cos() - 3.0 * a.sin(),
+            2.0 * b.cos() - 4.0 * b.sin(),
+            3.0 * a.cos() + 1.0 * a.sin(),
+            4.0 * b.cos() + 2.0 * b.sin(),
+        ];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-5, "{got:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn rms_norm_matches_hand_computation() {
+        let device = Device::flex();
+        let norm = RmsNorm {
+            gamma: Param::from_tensor(Tensor::from_floats([1.0, 2.0], &device)),
+            epsilon: 0.0,
+        };
+        let got = values(norm.forward(Tensor::<1>::from_floats([3.0, 4.0], &device)));
+        let rms = (12.5f32).sqrt();
+        assert!(
+            (got[0] - 3.0 / rms).abs() < 1e-6 && (got[1] - 8.0 / rms).abs() < 1e-6,
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn causal_mask_hides_only_the_future() {
+        let m = causal_mask(2, 4, &Device::flex())
+            .into_data()
+            .try_into_vec_as::<bool>()
+            .unwrap();
+        // Queries at positions 2 and 3 over keys 0..4.
+        assert_eq!(
+            m,
+            vec![false, false, false, true, false, false, false, false]
+        );
+    }
+
+    #[test]
+    fn kv_cached_decoding_equals_full_recomputation() {
+        let device = Device::flex();
+        let cfg = ModelConfig::tiny();
+        let model = Model::from_config(
+            cfg.clone(),
+            &Model::random_weights(&cfg, 1, &device),
+            &device,
+        )
+        .unwrap();
+        let t = &model.transformer;
+        let x = Tensor::<3>::random(
+            [2, 9, cfg.transformer.dim],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let full = values(t.forward(x.clone(), &mut KvCache::new(&cfg.transformer, 2, &device)));
+        let mut cache = KvCache::new(&cfg.transformer, 2, &device);
+        let mut pieces = vec![t.forward(x.clone().narrow(1, 0, 4), &mut cache)];
+        for i in 4..9 {
+            pieces.push(t.forward(x.clone().narrow(1, i, 1), &mut cache));
+        }
+        let stepped = values(Tensor::cat(pieces, 1));
+        let worst = full
+            .iter()
+            .zip(&stepped)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            worst < 1e-4,
+            "cached and recomputed hidden states differ by {worst}"
+        );
+        assert_eq!(cache.len(), 9);
+        cache.reset();
+        assert!(cache.is_empty());
+    }
+}

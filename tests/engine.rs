@@ -1,0 +1,205 @@
+//! The engine's contract at its edges: weights that do not match the architecture, prompts it cannot take,
+//! and the end-to-end generation loop on a tiny random model.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use burn::tensor::Device;
+use tessera::weights::to_safetensors;
+use tessera::{Generation, Model, ModelConfig, Settings, TesseraError};
+
+fn tiny() -> (ModelConfig, BTreeMap<String, (Vec<usize>, Vec<f32>)>) {
+    let cfg = ModelConfig::tiny();
+    let tensors = Model::architecture(&cfg, &Device::flex())
+        .into_iter()
+        .map(|(name, shape)| {
+            let n = shape.iter().product();
+            (name, (shape, vec![0.01; n]))
+        })
+        .collect();
+    (cfg, tensors)
+}
+
+fn load(
+    cfg: &ModelConfig,
+    tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+) -> Result<Model, TesseraError> {
+    Model::from_config(cfg.clone(), &to_safetensors(tensors), &Device::flex())
+}
+
+fn err(r: Result<Model, TesseraError>) -> String {
+    match r {
+        Ok(_) => panic!("the weights were accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn matching_weights_load() {
+    let (cfg, tensors) = tiny();
+    let m = load(&cfg, &tensors).unwrap();
+    assert_eq!(
+        m.parameters,
+        tensors
+            .values()
+            .map(|(s, _)| s.iter().product::<usize>())
+            .sum::<usize>()
+    );
+}
+
+#[test]
+fn a_missing_tensor_is_named_with_its_shape() {
+    let (cfg, mut tensors) = tiny();
+    tensors.remove("layers.1.attn.wq.weight");
+    let e = err(load(&cfg, &tensors));
+    assert!(
+        e.contains("`layers.1.attn.wq.weight` is missing") && e.contains("[64, 64]"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_wrong_shape_names_the_tensor_and_both_shapes() {
+    let (cfg, mut tensors) = tiny();
+    tensors.insert("vq.codebook".into(), (vec![512, 8], vec![0.0; 512 * 8]));
+    let e = err(load(&cfg, &tensors));
+    assert!(
+        e.contains("`vq.codebook` has shape [512, 8], the architecture needs [1024, 8]"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_unexpected_tensor_is_named() {
+    let (cfg, mut tensors) = tiny();
+    tensors.insert("lm_head.weight".into(), (vec![2, 2], vec![0.0; 4]));
+    let e = err(load(&cfg, &tensors));
+    assert!(
+        e.contains("`lm_head.weight` [2, 2] is not part of this architecture"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_config_that_disagrees_with_the_weights_is_refused() {
+    let (mut cfg, tensors) = tiny();
+    cfg.transformer.dim = 96;
+    cfg.transformer.n_heads = 4;
+    let e = err(load(&cfg, &tensors));
+    assert!(
+        e.contains("do not match the config")
+            && e.contains("has shape [64], the architecture needs [96]"),
+        "{e}"
+    );
+}
+
+#[test]
+fn truncated_or_corrupt_files_are_refused() {
+    let (cfg, tensors) = tiny();
+    let bytes = to_safetensors(&tensors);
+    for broken in [
+        &bytes[..bytes.len() / 2],
+        &bytes[..7],
+        b"not a safetensors file at all".as_slice(),
+    ] {
+        let e = match Model::from_config(cfg.clone(), broken, &Device::flex()) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("not valid safetensors"), "{e}");
+    }
+    assert!(
+        Model::verify_sha256(&bytes, "00")
+            .unwrap_err()
+            .to_string()
+            .contains("sha256")
+    );
+}
+
+#[test]
+fn an_invalid_config_is_explained() {
+    let e = match Model::from_bytes(b"{\"image_size\": 128}", &[], &Device::flex()) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("config.json") && e.contains("missing field"),
+        "{e}"
+    );
+}
+
+#[test]
+fn prompts_it_cannot_take_get_clear_errors() {
+    let (cfg, tensors) = tiny();
+    let model = load(&cfg, &tensors).unwrap();
+    let new = |text: &str, ctx: Option<&[u32]>| {
+        Generation::new(&model, text, ctx, Settings::default())
+            .err()
+            .map(|e| e.to_string())
+    };
+    assert!(new("", None).unwrap().contains("empty"));
+    assert!(new("   \n", None).unwrap().contains("empty"));
+    let limit = cfg.transformer.max_seq - cfg.image_tokens() - 4;
+    assert!(
+        new(&"a".repeat(limit), None).is_none(),
+        "a prompt of exactly the limit is accepted"
+    );
+    let e = new(&"a".repeat(limit + 1), None).unwrap();
+    assert!(e.contains(&format!("at most {limit} bytes")), "{e}");
+    let e = new(&"a".repeat(100_000), None).unwrap();
+    assert!(e.contains("100000 bytes"), "{e}");
+    assert!(
+        new("edit", Some(&[1, 2, 3]))
+            .unwrap()
+            .contains("256 tokens")
+    );
+    assert!(
+        new("edit", Some(&vec![5000; 256]))
+            .unwrap()
+            .contains("256 tokens below 1024")
+    );
+}
+
+#[test]
+fn generation_streams_one_band_per_token_row_and_is_seeded() {
+    let cfg = ModelConfig::tiny();
+    let model = Model::from_config(
+        cfg.clone(),
+        &Model::random_weights(&cfg, 3, &Device::flex()),
+        &Device::flex(),
+    )
+    .unwrap();
+    let run = |seed| {
+        let mut g = Generation::new(
+            &model,
+            "a red circle",
+            None,
+            Settings {
+                seed,
+                ..Settings::default()
+            },
+        )
+        .unwrap();
+        let mut bands = vec![];
+        while let Some(step) = pollster::block_on(g.step()).unwrap() {
+            if let Some(b) = step.band {
+                assert_eq!(
+                    step.index % cfg.grid(),
+                    cfg.grid() - 1,
+                    "bands come when a row completes"
+                );
+                bands.push(b.row);
+            }
+        }
+        assert!(pollster::block_on(g.step()).unwrap().is_none());
+        (g.tokens().to_vec(), g.image().to_vec(), bands)
+    };
+    let (a, img, bands) = run(1);
+    assert_eq!(bands, (0..cfg.grid()).collect::<Vec<_>>());
+    assert_eq!(a.len(), cfg.image_tokens());
+    assert_eq!(run(1).0, a, "same seed, same tokens");
+    assert_ne!(run(2).0, a, "another seed, other tokens");
+    let decoded = pollster::block_on(tessera::generator::decode_tokens(&model, &a)).unwrap();
+    assert_eq!(decoded, img, "streamed bands assemble into the full decode");
+}
