@@ -114,6 +114,20 @@ enum Command {
         #[command(flatten)]
         model: ModelArg,
     },
+    /// Time whole generations (median of several runs): tokens/s, time to the first row and to the image.
+    Bench {
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        #[arg(
+            long,
+            default_value = "a big red circle in the center on a white background"
+        )]
+        prompt: String,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        #[command(flatten)]
+        model: ModelArg,
+    },
     /// Draw "Shapes & Signs" examples.
     Data {
         #[arg(long, default_value_t = 0)]
@@ -199,6 +213,58 @@ fn generate(
         first_row.unwrap_or_default().as_secs_f64() * 1e3
     );
     Ok(())
+}
+
+/// Median of `values` (sorted in place).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Peak resident memory of this process in MB (Linux), 0 where unknown.
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+    kb.unwrap_or(0.0) / 1024.0
+}
+
+fn bench(
+    model: &Model,
+    prompt: &str,
+    sampling: &SamplingArgs,
+    runs: usize,
+) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let (mut tokens_per_s, mut first_row_ms, mut image_ms) = (vec![], vec![], vec![]);
+    for run in 0..=runs {
+        let mut g = Generation::new(model, prompt, None, sampling.settings(run as u64))?;
+        let start = Instant::now();
+        let mut first_row = None;
+        while let Some(step) = pollster::block_on(g.step())? {
+            if step.band.is_some() && first_row.is_none() {
+                first_row = Some(start.elapsed().as_secs_f64());
+            }
+        }
+        let total = start.elapsed().as_secs_f64();
+        if run == 0 {
+            continue; // warm-up: first-touch allocations and caches
+        }
+        tokens_per_s.push(g.total_tokens() as f64 / total);
+        first_row_ms.push(first_row.unwrap_or(total) * 1e3);
+        image_ms.push(total * 1e3);
+    }
+    Ok(serde_json::json!({
+        "model_id": model.config.model_id,
+        "runs": runs,
+        "cfg": sampling.cfg,
+        "tokens_per_s": median(&mut tokens_per_s),
+        "first_row_ms": median(&mut first_row_ms),
+        "image_ms": median(&mut image_ms),
+        "peak_rss_mb": peak_rss_mb(),
+        "threads": std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+    }))
 }
 
 /// Write via a temporary file and a rename, so a failure never leaves a partial file at `path`.
@@ -287,6 +353,20 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 serde_json::to_string_pretty(&report)?
             };
             println!("{text}");
+            Ok(())
+        }
+        Command::Bench {
+            runs,
+            prompt,
+            sampling,
+            model,
+        } => {
+            if runs == 0 {
+                return Err("--runs must be at least 1".into());
+            }
+            let model = load_model(&model)?;
+            let report = bench(&model, &prompt, &sampling, runs)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
         Command::Data {

@@ -18,7 +18,8 @@ pub struct Settings {
     pub top_k: Option<usize>,
     /// Keep the smallest set of most likely tokens whose probability reaches p; 1 keeps all.
     pub top_p: f32,
-    /// Classifier-free guidance scale s: logits = uncond + s·(cond − uncond). 1 is unguided.
+    /// Classifier-free guidance scale s: logits = uncond + s·(cond − uncond). 1 is unguided. The default 2 was
+    /// chosen with ShapesEval on seed 700 (cfg 1–4 × temperature 0.6/1.0), never on the reported seeds.
     pub cfg: f32,
 }
 
