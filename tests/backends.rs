@@ -6,15 +6,17 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use burn::tensor::Device;
 use common::{cases, ints, root};
 use tessera::{Generation, Model, Settings};
 
 const PROMPT: &str = "a big red circle in the center on a white background";
 
-fn greedy(model: &Model) -> (Vec<u32>, Vec<u8>) {
+fn greedy(model: Model) -> (Vec<u32>, Vec<u8>) {
     let mut g = Generation::new(
-        model,
+        Arc::new(model),
         PROMPT,
         None,
         Settings {
@@ -33,8 +35,8 @@ fn wgpu_and_cpu_agree_on_the_tiny_model() {
     let wgpu = Device::wgpu_options()
         .init()
         .expect("a wgpu adapter (install mesa-vulkan-drivers for lavapipe)");
-    let (cpu_tokens, cpu_image) = greedy(&Model::load_dir(&dir, &Device::flex()).unwrap());
-    let (gpu_tokens, gpu_image) = greedy(&Model::load_dir(&dir, &wgpu).unwrap());
+    let (cpu_tokens, cpu_image) = greedy(Model::load_dir(&dir, &Device::flex()).unwrap());
+    let (gpu_tokens, gpu_image) = greedy(Model::load_dir(&dir, &wgpu).unwrap());
     assert_eq!(
         cpu_tokens,
         ints(&cases("tests/fixtures/parity-tiny/cases.safetensors")["greedy_tokens"].1),

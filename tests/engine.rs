@@ -3,13 +3,13 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use burn::tensor::Device;
-use tessera::weights::to_safetensors;
+use tessera::weights::{TensorMap, to_safetensors};
 use tessera::{Generation, Model, ModelConfig, Settings, TesseraError};
 
-fn tiny() -> (ModelConfig, BTreeMap<String, (Vec<usize>, Vec<f32>)>) {
+fn tiny() -> (ModelConfig, TensorMap) {
     let cfg = ModelConfig::tiny();
     let tensors = Model::architecture(&cfg, &Device::flex())
         .into_iter()
@@ -21,10 +21,7 @@ fn tiny() -> (ModelConfig, BTreeMap<String, (Vec<usize>, Vec<f32>)>) {
     (cfg, tensors)
 }
 
-fn load(
-    cfg: &ModelConfig,
-    tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
-) -> Result<Model, TesseraError> {
+fn load(cfg: &ModelConfig, tensors: &TensorMap) -> Result<Model, TesseraError> {
     Model::from_config(cfg.clone(), &to_safetensors(tensors), &Device::flex())
 }
 
@@ -132,9 +129,9 @@ fn an_invalid_config_is_explained() {
 #[test]
 fn prompts_it_cannot_take_get_clear_errors() {
     let (cfg, tensors) = tiny();
-    let model = load(&cfg, &tensors).unwrap();
+    let model = Arc::new(load(&cfg, &tensors).unwrap());
     let new = |text: &str, ctx: Option<&[u32]>| {
-        Generation::new(&model, text, ctx, Settings::default())
+        Generation::new(model.clone(), text, ctx, Settings::default())
             .err()
             .map(|e| e.to_string())
     };
@@ -164,15 +161,17 @@ fn prompts_it_cannot_take_get_clear_errors() {
 #[test]
 fn generation_streams_one_band_per_token_row_and_is_seeded() {
     let cfg = ModelConfig::tiny();
-    let model = Model::from_config(
-        cfg.clone(),
-        &Model::random_weights(&cfg, 3, &Device::flex()),
-        &Device::flex(),
-    )
-    .unwrap();
+    let model = Arc::new(
+        Model::from_config(
+            cfg.clone(),
+            &Model::random_weights(&cfg, 3, &Device::flex()),
+            &Device::flex(),
+        )
+        .unwrap(),
+    );
     let run = |seed| {
         let mut g = Generation::new(
-            &model,
+            model.clone(),
             "a red circle",
             None,
             Settings {

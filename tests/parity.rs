@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use burn::tensor::Device;
 use common::{cases, ints, max_abs_diff, root};
 use tessera::text::{Prompt, Segment};
@@ -27,8 +29,8 @@ const PROMPT: &str = "a big red circle in the center on a white background";
 const LOGIT_TOL: f64 = 2e-3;
 const PIXEL_TOL: f64 = 1e-3;
 
-fn model(dir: &str) -> Model {
-    Model::load_dir(&root().join(dir), &Device::flex()).expect("the shipped model loads")
+fn model(dir: &str) -> Arc<Model> {
+    Arc::new(Model::load_dir(&root().join(dir), &Device::flex()).expect("the shipped model loads"))
 }
 
 fn flat(segments: &[Segment]) -> Vec<u32> {
@@ -57,7 +59,7 @@ fn greedy_cfg_run_matches_the_reference_step_by_step() {
             cfg: 3.0,
             ..Settings::greedy()
         };
-        let mut g = Generation::new(&model, PROMPT, None, settings).unwrap();
+        let mut g = Generation::new(model.clone(), PROMPT, None, settings).unwrap();
         let k = model.config.transformer.codebook_size;
         let (_, ref_logits) = &c["greedy_logits"];
         let mut worst = 0.0f64;
@@ -128,7 +130,7 @@ fn edit_prefill_matches_the_reference() {
         let model = model(dir);
         let context = ints(&c["encode_indices"].1);
         let mut g = Generation::new(
-            &model,
+            model.clone(),
             "make the circle blue",
             Some(&context),
             Settings {

@@ -146,7 +146,10 @@ impl ModelConfig {
         let t = &self.transformer;
         let v = &self.vq;
         let mut problems = Vec::new();
-        if t.n_heads == 0 || t.dim % t.n_heads != 0 || (t.dim / t.n_heads) % 2 != 0 {
+        if t.n_heads == 0
+            || !t.dim.is_multiple_of(t.n_heads)
+            || !(t.dim / t.n_heads).is_multiple_of(2)
+        {
             problems.push(format!(
                 "dim {} must split into {} heads of even size",
                 t.dim, t.n_heads
@@ -171,7 +174,7 @@ impl ModelConfig {
                     .into(),
             );
         }
-        if !v.dec_channels.is_empty() && self.image_size % v.downsample() != 0 {
+        if !v.dec_channels.is_empty() && !self.image_size.is_multiple_of(v.downsample()) {
             problems.push(format!(
                 "image_size {} is not a multiple of the VQ downsample {}",
                 self.image_size,

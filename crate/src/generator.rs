@@ -5,6 +5,8 @@
 //! Classifier-free guidance runs the conditional and unconditional rows as one batch of two; with a scale
 //! of 1 the unconditional row is skipped.
 
+use std::sync::Arc;
+
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::error::{Result, TesseraError};
@@ -34,8 +36,8 @@ pub struct Step {
     pub band: Option<Band>,
 }
 
-pub struct Generation<'m> {
-    model: &'m Model,
+pub struct Generation {
+    model: Arc<Model>,
     settings: Settings,
     sampler: Sampler,
     cache: KvCache,
@@ -50,10 +52,10 @@ pub struct Generation<'m> {
     logits: Vec<f32>,
 }
 
-impl<'m> Generation<'m> {
+impl Generation {
     /// A generation of `text`, editing the image whose tokens are `context` when given.
     pub fn new(
-        model: &'m Model,
+        model: Arc<Model>,
         text: &str,
         context: Option<&[u32]>,
         settings: Settings,
@@ -64,14 +66,14 @@ impl<'m> Generation<'m> {
         }
         let cfg = &model.config;
         let n = cfg.image_tokens();
-        if let Some(ctx) = context {
-            if ctx.len() != n || ctx.iter().any(|&t| t as usize >= cfg.vq.codebook_size) {
-                return Err(TesseraError::Image(format!(
-                    "the image to edit must be {n} tokens below {}; it has {}",
-                    cfg.vq.codebook_size,
-                    ctx.len()
-                )));
-            }
+        if let Some(ctx) = context
+            && (ctx.len() != n || ctx.iter().any(|&t| t as usize >= cfg.vq.codebook_size))
+        {
+            return Err(TesseraError::Image(format!(
+                "the image to edit must be {n} tokens below {}; it has {}",
+                cfg.vq.codebook_size,
+                ctx.len()
+            )));
         }
         let prompt = Prompt::new(text, context);
         let max = cfg.transformer.max_seq;
@@ -84,17 +86,18 @@ impl<'m> Generation<'m> {
         }
         let batch = if settings.cfg == 1.0 { 1 } else { 2 };
         let size = cfg.image_size;
+        let cache = KvCache::new(&cfg.transformer, batch, model.device());
         Ok(Generation {
-            model,
             sampler: Sampler::new(settings.clone()),
             settings,
-            cache: KvCache::new(&cfg.transformer, batch, model.device()),
+            cache,
             prompt,
             batch,
             tokens: Vec::with_capacity(n),
             decoder: DecoderState::default(),
             rgb: vec![0; size * size * 3],
             logits: Vec::new(),
+            model,
         })
     }
 

@@ -20,6 +20,8 @@ pub mod scenes;
 pub mod text;
 pub mod transformer;
 pub mod vq;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 pub mod weights;
 
 pub use config::ModelConfig;

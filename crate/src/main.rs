@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use burn::tensor::Device;
@@ -146,7 +147,7 @@ fn bundled_model_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tessera-shapes")
 }
 
-fn load_model(arg: &ModelArg) -> Result<Model, TesseraError> {
+fn load_model(arg: &ModelArg) -> Result<Arc<Model>, TesseraError> {
     let device = Device::flex();
     let model = match &arg.model {
         Some(dir) => Model::load_dir(dir, &device)?,
@@ -167,17 +168,17 @@ fn load_model(arg: &ModelArg) -> Result<Model, TesseraError> {
             model.config.model_id
         );
     }
-    Ok(model)
+    Ok(Arc::new(model))
 }
 
 fn generate(
-    model: &Model,
+    model: &Arc<Model>,
     prompt: &str,
     context: Option<&[u32]>,
     settings: Settings,
     out: &Path,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let mut generation = Generation::new(model, prompt, context, settings.clone())?;
+    let mut generation = Generation::new(model.clone(), prompt, context, settings.clone())?;
     let bar = ProgressBar::new(generation.total_tokens() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:32} {pos}/{len} tokens  {per_sec}  {msg}")
@@ -232,14 +233,14 @@ fn peak_rss_mb() -> f64 {
 }
 
 fn bench(
-    model: &Model,
+    model: &Arc<Model>,
     prompt: &str,
     sampling: &SamplingArgs,
     runs: usize,
 ) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     let (mut tokens_per_s, mut first_row_ms, mut image_ms) = (vec![], vec![], vec![]);
     for run in 0..=runs {
-        let mut g = Generation::new(model, prompt, None, sampling.settings(run as u64))?;
+        let mut g = Generation::new(model.clone(), prompt, None, sampling.settings(run as u64))?;
         let start = Instant::now();
         let mut first_row = None;
         while let Some(step) = pollster::block_on(g.step())? {

@@ -13,7 +13,7 @@ use crate::config::ModelConfig;
 use crate::error::{Result, TesseraError};
 use crate::transformer::Transformer;
 use crate::vq::{self, Vq};
-use crate::weights::{WeightStore, WeightsError, probe_names, to_safetensors};
+use crate::weights::{TensorMap, WeightStore, WeightsError, probe_names, to_safetensors};
 
 pub struct Model {
     pub config: ModelConfig,
@@ -106,7 +106,7 @@ impl Model {
     pub fn random_weights(config: &ModelConfig, seed: u64, device: &Device) -> Vec<u8> {
         let names = Self::architecture(config, device);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)> = names
+        let tensors: TensorMap = names
             .into_iter()
             .map(|(name, shape)| {
                 let n: usize = shape.iter().product();

@@ -30,7 +30,7 @@ impl Default for Settings {
             temperature: 1.0,
             top_k: None,
             top_p: 1.0,
-            cfg: 3.0,
+            cfg: 2.0,
         }
     }
 }

@@ -107,8 +107,8 @@ impl Rope {
     /// Rotate `x` `[B, H, T, hd]` whose positions are `start..start + T`.
     fn apply(&self, x: Tensor<4>, start: usize) -> Tensor<4> {
         let [_, _, t, hd] = x.dims();
-        let cos = self.cos.clone().slice([start..start + t]).unsqueeze::<4>(); // [1, 1, T, hd]
-        let sin = self.sin.clone().slice([start..start + t]).unsqueeze::<4>();
+        let cos = self.cos.clone().narrow(0, start, t).unsqueeze::<4>(); // [1, 1, T, hd]
+        let sin = self.sin.clone().narrow(0, start, t).unsqueeze::<4>();
         let half = hd / 2;
         let x1 = x.clone().narrow(3, 0, half);
         let x2 = x.clone().narrow(3, half, half);

@@ -91,9 +91,12 @@ fn summarize(problems: &[TensorProblem]) -> String {
     }
 }
 
+/// Named f32 tensors: name → (shape, values).
+pub type TensorMap = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// Tensors decoded to f32, handed out by name to the model code that builds modules.
 pub struct WeightStore {
-    tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    tensors: TensorMap,
     taken: BTreeSet<String>,
     problems: Vec<TensorProblem>,
     device: Device,
@@ -231,7 +234,7 @@ pub fn probe_names(
 
 /// Serialise f32 tensors (name → shape, values) as safetensors: how random test models and the untrained
 /// stand-in are made, so they load through the same checked path as real weights.
-pub fn to_safetensors(tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) -> Vec<u8> {
+pub fn to_safetensors(tensors: &TensorMap) -> Vec<u8> {
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(n, (s, v))| {

@@ -18,6 +18,7 @@
 
 pub mod detector;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -198,7 +199,7 @@ fn draw(seed: u64, i: usize) -> (Split, Sample, Option<Sample>) {
         Split::Text => (Category::Sign, Lang::En, HeldOut::Exclude),
         Split::Edit => (Category::Edit, Lang::En, HeldOut::Exclude),
         Split::Zh => (
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 Category::Single
             } else {
                 Category::Multi
@@ -207,7 +208,7 @@ fn draw(seed: u64, i: usize) -> (Split, Sample, Option<Sample>) {
             HeldOut::Exclude,
         ),
         Split::HeldOut => (
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 Category::Single
             } else {
                 Category::Multi
@@ -232,7 +233,7 @@ fn draw(seed: u64, i: usize) -> (Split, Sample, Option<Sample>) {
 /// Run ShapesEval: `n` samples drawn with `seed`, generated with `settings` (each sample's sampler seed is
 /// derived from `seed` and its index). `progress(done, n)` is called after each sample.
 pub fn run(
-    model: &Model,
+    model: &Arc<Model>,
     seed: u64,
     n: usize,
     settings: &Settings,
@@ -335,12 +336,12 @@ pub fn run(
 }
 
 fn generate(
-    model: &Model,
+    model: &Arc<Model>,
     text: &str,
     context: Option<&[u32]>,
     settings: &Settings,
 ) -> Result<Vec<u8>> {
-    let mut g = Generation::new(model, text, context, settings.clone())?;
+    let mut g = Generation::new(model.clone(), text, context, settings.clone())?;
     while pollster::block_on(g.step())?.is_some() {}
     Ok(g.image().to_vec())
 }
