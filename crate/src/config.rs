@@ -131,6 +131,34 @@ impl ModelConfig {
         }
     }
 
+    /// The smallest model the app runs: 32² images (a 4×4 grid, 16 tokens) and one narrow layer. Browser tests
+    /// use it untrained on a software GPU (SwiftShader), where every kernel launch costs milliseconds and a
+    /// 256-token image would take minutes; it exercises every path of the app, not image quality.
+    pub fn micro() -> Self {
+        let tiny = Self::tiny();
+        ModelConfig {
+            model_id: "tessera-micro".into(),
+            image_size: 32,
+            transformer: TransformerConfig {
+                dim: 32,
+                n_layers: 1,
+                n_heads: 2,
+                mlp_hidden: 64,
+                codebook_size: 256,
+                img_embed_dim: 8,
+                max_seq: 512,
+                ..tiny.transformer
+            },
+            vq: VqConfig {
+                codebook_size: 256,
+                enc_channels: vec![8, 8, 16, 16],
+                dec_channels: vec![8, 8, 16, 16],
+                ..tiny.vq
+            },
+            trained: false,
+        }
+    }
+
     /// Tokens per image side.
     pub fn grid(&self) -> usize {
         self.image_size / self.vq.downsample()

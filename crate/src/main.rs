@@ -59,6 +59,16 @@ impl SamplingArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum Preset {
+    /// The default model's architecture (11.5 M + 2.6 M parameters).
+    Default,
+    /// The test architecture the tiny trained model uses.
+    Tiny,
+    /// 32² images, one layer: the browser tests' model on a software GPU.
+    Micro,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum DataFormat {
     /// PNG + JSON per example, for people.
     Png,
@@ -94,6 +104,16 @@ enum Command {
         sampling: SamplingArgs,
         #[command(flatten)]
         model: ModelArg,
+    },
+    /// Write an UNTRAINED model folder (random weights) of a preset architecture, for tests and for trying a
+    /// configuration end to end before training it.
+    Init {
+        #[arg(long, value_enum)]
+        preset: Preset,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Print a model's config, parameter count, weight size and sha256.
     Inspect {
@@ -309,6 +329,28 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .map_err(|e| format!("{}: {e}", input.display()))?;
             let context = pollster::block_on(model.encode_rgb(&rgb))?;
             generate(&model, &instruction, Some(&context), settings, &out)
+        }
+        Command::Init { preset, seed, out } => {
+            let mut config = match preset {
+                Preset::Default => ModelConfig::default_model(),
+                Preset::Tiny => ModelConfig::tiny(),
+                Preset::Micro => ModelConfig::micro(),
+            };
+            config.trained = false;
+            let weights = Model::random_weights(&config, seed, &Device::flex());
+            std::fs::create_dir_all(&out)?;
+            write_atomically(
+                &out.join("config.json"),
+                serde_json::to_string_pretty(&config)?.as_bytes(),
+            )?;
+            write_atomically(&out.join("model.safetensors"), &weights)?;
+            let sum = format!(
+                "{}  model.safetensors\n",
+                tessera::model::sha256_hex(&weights)
+            );
+            write_atomically(&out.join("model.sha256"), sum.as_bytes())?;
+            println!("wrote {} (untrained, seed {seed})", out.display());
+            Ok(())
         }
         Command::Inspect { model } => {
             let model = load_model(&model)?;

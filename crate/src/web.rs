@@ -83,7 +83,15 @@ impl Engine {
         let (device, backend, fallback_reason) = if prefer_gpu {
             match webgpu().await {
                 Ok(device) => (device, "webgpu", None),
-                Err(why) => (Device::flex(), "cpu", Some(why)),
+                Err(why) => {
+                    // The details (wgpu's adapter search) go to the console; the user gets the gist.
+                    web_sys::console::info_1(&format!("WebGPU unavailable: {why}").into());
+                    (
+                        Device::flex(),
+                        "cpu",
+                        Some("no WebGPU adapter was found".to_string()),
+                    )
+                }
             }
         } else {
             (

@@ -1,0 +1,269 @@
+// The app in real headless Chromium with real WebGPU (SwiftShader here), driven by playwright-core with
+// Debian's /usr/bin/chromium. SwiftShader runs WebGPU on the CPU at milliseconds per kernel launch, so the
+// WebGPU tests use the untrained micro model (32² images, 16 tokens); the CPU-fallback test runs the trained
+// tiny model. Run by `cargo xtask test` after `cargo xtask build-web` (pkg/ must exist) and after the native
+// CLI is built (target/debug/tessera, or $TESSERA_CLI).
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { serveRoot, ROOT } from './server.mjs';
+
+const MICRO = 'models/tessera-micro/';
+const TINY = 'models/tessera-tiny/';
+const PROMPT = 'a big red circle in the center on a white background';
+const WEBGPU_ARGS = ['--enable-unsafe-webgpu'];
+const COMMON_ARGS = ['--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update',
+  '--disable-sync', '--disable-quic'];
+
+let server;
+let browser;
+
+before(async () => {
+  server = await serveRoot();
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: [...COMMON_ARGS, ...WEBGPU_ARGS] });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+/** A fresh page on the app, with console errors and off-origin requests collected. */
+async function open(query = `?model=${MICRO}`, b = browser) {
+  const context = await b.newContext();
+  const page = await context.newPage();
+  const problems = { console: [], offOrigin: [] };
+  page.on('console', (m) => { if (m.type() === 'error') problems.console.push(m.text()); });
+  page.on('pageerror', (e) => problems.console.push(String(e)));
+  context.on('request', (r) => { if (!r.url().startsWith(server.url) && !r.url().startsWith('data:') && !r.url().startsWith('blob:')) problems.offOrigin.push(r.url()); });
+  await page.goto(`${server.url}/${query}`);
+  return { page, context, problems };
+}
+
+const status = (page) => page.getByTestId('status');
+const turns = (page) => page.getByTestId('turn');
+
+async function ready(page) {
+  await page.waitForFunction(() => document.querySelector('[data-testid="status"]').dataset.kind === 'ready', null, { timeout: 120_000 });
+}
+
+/** Greedy settings, so the browser's image can be compared with the CLI's. */
+async function greedy(page) {
+  await page.locator('details.settings summary').click();
+  await page.getByTestId('temperature').fill('0');
+  await page.getByTestId('cfg').fill('3');
+  await page.getByTestId('seed').fill('0');
+}
+
+async function send(page, text) {
+  await page.getByTestId('prompt').fill(text);
+  await page.getByTestId('prompt').press('Enter');
+}
+
+async function finalState(page, index) {
+  const turn = turns(page).nth(index);
+  await page.waitForFunction((i) => {
+    const t = document.querySelectorAll('[data-testid="turn"]')[i];
+    return t && t.dataset.state !== 'generating';
+  }, index, { timeout: 300_000 });
+  return turn.getAttribute('data-state');
+}
+
+const events = (page) => page.evaluate(() => window.tessera.events);
+const grid = (page) => page.evaluate(() => window.tessera.state.info.grid);
+
+function canvasPixels(page, index) {
+  return page.evaluate((i) => {
+    const c = document.querySelectorAll('[data-testid="canvas"]')[i];
+    return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);
+  }, index);
+}
+
+test('loads on WebGPU with no console errors, streams every row, and matches the native CLI', async () => {
+  const { page, context, problems } = await open();
+  await ready(page);
+  assert.match(await status(page).textContent(), /WebGPU/);
+  assert.equal(await page.evaluate(() => document.body.dataset.backend), 'webgpu');
+  await greedy(page);
+  await send(page, PROMPT);
+  assert.equal(await finalState(page, 0), 'done');
+
+  const ev = await events(page);
+  const id = ev.find((e) => e.type === 'generate').id;
+  const rows = ev.filter((e) => e.type === 'token-row' && e.id === id).map((e) => e.row);
+  const doneAt = ev.findIndex((e) => e.type === 'done' && e.id === id);
+  assert.deepEqual(rows, [...Array(await grid(page)).keys()], 'one token-row per token row, in order');
+  assert.ok(ev.findLastIndex((e) => e.type === 'token-row') < doneAt, 'rows arrive before done');
+
+  // The same checkpoint, seed and greedy sampling on the native CPU backend.
+  const dir = mkdtempSync(join(tmpdir(), 'tessera-'));
+  const png = join(dir, 'native.png');
+  execFileSync(process.env.TESSERA_CLI ?? join(ROOT, 'target/debug/tessera'), ['generate', PROMPT, '-o', png, '--model', join(ROOT, MICRO),
+    '--temperature', '0', '--cfg', '3', '--seed', '0'], { stdio: 'pipe' });
+  const native = await page.evaluate(async (bytes) => {
+    const bitmap = await createImageBitmap(new Blob([new Uint8Array(bytes)], { type: 'image/png' }));
+    const c = new OffscreenCanvas(bitmap.width, bitmap.height);
+    const ctx = c.getContext('2d');
+    ctx.drawImage(bitmap, 0, 0);
+    return Array.from(ctx.getImageData(0, 0, c.width, c.height).data);
+  }, [...readFileSync(png)]);
+  const browserPixels = await canvasPixels(page, 0);
+  const worst = browserPixels.reduce((m, v, i) => Math.max(m, Math.abs(v - native[i])), 0);
+  assert.ok(worst <= 2, `browser (WebGPU) and native (CPU) images differ by ${worst} levels`);
+
+  const href = await turns(page).nth(0).locator('a', { hasText: 'Download PNG' }).getAttribute('href');
+  assert.match(href, /^blob:/);
+  assert.deepEqual(problems.console, []);
+  assert.deepEqual(problems.offOrigin, []);
+  await context.close();
+});
+
+test('a follow-up edits the last image; stop keeps the partial image; sending while busy is refused', async () => {
+  const { page, context, problems } = await open();
+  await ready(page);
+  await send(page, PROMPT);
+  assert.equal(await finalState(page, 0), 'done');
+  await send(page, 'make the circle blue');
+  await page.waitForFunction(() => window.tessera.events.filter((e) => e.type === 'generate').length === 2);
+  const edit = (await events(page)).filter((e) => e.type === 'generate')[1];
+  assert.equal(edit.context, (await grid(page)) ** 2, 'the edit carries the previous image’s tokens');
+  // Sending while that runs is refused and nothing interleaves.
+  await send(page, 'a green star');
+  assert.equal(await turns(page).count(), 2);
+  assert.match(await status(page).textContent(), /still being drawn/);
+  assert.equal(await page.getByTestId('prompt').inputValue(), 'a green star', 'the refused prompt stays in the box');
+  assert.equal(await finalState(page, 1), 'done');
+
+  // Stop after the first row: the turn keeps what was drawn.
+  await page.getByTestId('prompt').fill('');
+  await send(page, 'a big yellow heart at the bottom right');
+  await page.waitForFunction(() => window.tessera.events.some((e) => e.type === 'token-row' && e.id === 3));
+  await page.getByTestId('stop').click();
+  assert.equal(await finalState(page, 2), 'stopped');
+  const partial = await canvasPixels(page, 2);
+  assert.ok(partial.some((v, i) => i % 4 !== 3 && v !== partial[0]), 'the stopped image kept its rows');
+  assert.equal(await turns(page).count(), 3, 'the conversation is intact');
+  assert.deepEqual(problems.console, []);
+  await context.close();
+});
+
+test('uploads: an image becomes a turn to edit; non-images and huge images are handled', async () => {
+  const { page, context, problems } = await open();
+  await ready(page);
+  const red = await page.evaluate(async () => {
+    const c = new OffscreenCanvas(300, 200);
+    const ctx = c.getContext('2d');
+    ctx.fillStyle = '#fff'; ctx.fillRect(0, 0, 300, 200);
+    ctx.fillStyle = '#dc2828'; ctx.beginPath(); ctx.arc(150, 100, 40, 0, 7); ctx.fill();
+    return [...new Uint8Array(await (await c.convertToBlob({ type: 'image/png' })).arrayBuffer())];
+  });
+  await page.getByTestId('upload').setInputFiles({ name: 'circle.png', mimeType: 'image/png', buffer: Buffer.from(red) });
+  assert.equal(await finalState(page, 0), 'done');
+  await send(page, 'make the circle green');
+  assert.equal(await finalState(page, 1), 'done');
+  assert.equal((await events(page)).filter((e) => e.type === 'generate')[0].context, (await grid(page)) ** 2);
+
+  // Not an image: refused before it reaches the engine, the conversation unchanged.
+  await page.getByTestId('upload').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hello') });
+  assert.match(await status(page).textContent(), /not an image/);
+  // An image whose bytes are not an image: the engine names the problem on the turn.
+  await page.getByTestId('upload').setInputFiles({ name: 'fake.png', mimeType: 'image/png', buffer: Buffer.from('not png') });
+  assert.equal(await finalState(page, 2), 'error');
+  assert.match(await turns(page).nth(2).textContent(), /PNG, JPEG/);
+  // 8000×8000: decoded and downscaled in the worker, the tab survives.
+  const huge = await page.evaluate(async () => {
+    const c = new OffscreenCanvas(8000, 8000);
+    const ctx = c.getContext('2d');
+    ctx.fillStyle = '#2858dc'; ctx.fillRect(0, 0, 8000, 8000);
+    return [...new Uint8Array(await (await c.convertToBlob({ type: 'image/png' })).arrayBuffer())];
+  });
+  await page.getByTestId('upload').setInputFiles({ name: 'huge.png', mimeType: 'image/png', buffer: Buffer.from(huge) });
+  assert.equal(await finalState(page, 3), 'done');
+  assert.equal(await turns(page).count(), 4);
+  assert.deepEqual(problems.console, []);
+  await context.close();
+});
+
+test('bad prompts are refused with a reason and lose nothing', async () => {
+  const { page, context } = await open();
+  await ready(page);
+  await send(page, '');
+  assert.match(await status(page).textContent(), /Type what you would like to see/);
+  await page.getByTestId('prompt').fill('x'.repeat(100_000));
+  await page.getByTestId('send').click();
+  assert.match(await status(page).textContent(), /100000 characters/);
+  assert.equal((await page.getByTestId('prompt').inputValue()).length, 100_000, 'the text is kept to shorten');
+  assert.equal(await turns(page).count(), 0);
+  // Outside the model's world: it still draws, and says so kindly.
+  await send(page, 'a photo of a cat');
+  assert.match(await turns(page).nth(0).textContent(), /only knows shapes/);
+  assert.equal(await finalState(page, 0), 'done');
+  // A setting out of range: the engine names it, the turn says so, and the next one works.
+  await page.locator('details.settings summary').click();
+  await page.getByTestId('top-p').fill('0');
+  await send(page, PROMPT);
+  assert.equal(await finalState(page, 1), 'error');
+  assert.match(await turns(page).nth(1).textContent(), /top-p 0 is invalid/);
+  await page.getByTestId('top-p').fill('0.9');
+  await send(page, PROMPT);
+  assert.equal(await finalState(page, 2), 'done');
+  assert.equal(await turns(page).count(), 3);
+  await context.close();
+});
+
+test('a missing or corrupt model is a named error, not a silent failure', async () => {
+  const missing = await open('?model=models/nonexistent/');
+  await missing.page.waitForFunction(() => document.querySelector('[data-testid="status"]').dataset.kind === 'error');
+  assert.match(await status(missing.page).textContent(), /could not be downloaded/);
+  await missing.context.close();
+
+  const corrupt = await open();
+  // Flip bytes in the weights on the way in: the sha256 check refuses them.
+  await corrupt.context.route('**/model.safetensors', async (route) => {
+    const response = await route.fetch();
+    const body = Buffer.from(await response.body());
+    body[body.length - 10] ^= 0xff;
+    await route.fulfill({ response, body });
+  });
+  await corrupt.page.reload();
+  await corrupt.page.waitForFunction(() => document.querySelector('[data-testid="status"]').dataset.kind === 'error');
+  assert.match(await status(corrupt.page).textContent(), /sha256.*download it again/s);
+  await corrupt.context.close();
+});
+
+test('losing the GPU device mid-generation keeps the conversation and carries on on the CPU', async () => {
+  const { page, context } = await open();
+  await ready(page);
+  await send(page, PROMPT);
+  await page.waitForFunction(() => window.tessera.events.some((e) => e.type === 'token-row'));
+  await page.evaluate(() => window.tessera.loseDevice());
+  assert.equal(await finalState(page, 0), 'error');
+  assert.match(await turns(page).nth(0).textContent(), /graphics device was lost/);
+  await ready(page);
+  assert.equal(await page.evaluate(() => document.body.dataset.backend), 'cpu');
+  assert.match(await status(page).textContent(), /GPU device was lost/);
+  await send(page, 'a small blue star at the top left');
+  assert.equal(await finalState(page, 1), 'done');
+  assert.equal(await turns(page).count(), 2, 'the conversation is intact');
+  await context.close();
+});
+
+test('without WebGPU the app runs on the CPU and says so', async () => {
+  const noGpu = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: COMMON_ARGS });
+  try {
+    const { page, problems } = await open(`?model=${TINY}`, noGpu);
+    await ready(page);
+    assert.equal(await page.evaluate(() => document.body.dataset.backend), 'cpu');
+    assert.match(await status(page).textContent(), /on the CPU/);
+    await send(page, PROMPT);
+    assert.equal(await finalState(page, 0), 'done');
+    assert.deepEqual(problems.console, []);
+  } finally {
+    await noGpu.close();
+  }
+});

@@ -1,0 +1,42 @@
+// The closed message protocol between the page and the engine's Web Worker (DESIGN §4), and the named
+// errors either side can report, each with what the user can do about it.
+
+/** Page → worker. */
+export const ToWorker = Object.freeze({
+  LOAD: 'load', // {modelUrl, preferGpu, fallbackReason?}
+  GENERATE: 'generate', // {id, prompt, context: Uint32Array|null, settings}
+  CANCEL: 'cancel', // {id}
+  ENCODE: 'encode', // {id, bytes: ArrayBuffer}
+  LOSE_DEVICE: 'lose-device', // {}: destroy the WebGPU device, as a driver reset would (tests, scripting)
+});
+
+/** Worker → page. */
+export const FromWorker = Object.freeze({
+  PROGRESS: 'progress', // {loaded, total}: model bytes
+  READY: 'ready', // {backend, fallbackReason, info}
+  TOKEN_ROW: 'token-row', // {id, row, rows, y0, height, rgba, tokens, ms}
+  DONE: 'done', // {id, png, tokens, stats}
+  STOPPED: 'stopped', // {id, png, tokens, stats}: cancelled, the partial image kept
+  ENCODED: 'encoded', // {id, tokens, rgba, size}
+  ERROR: 'error', // {id?, name, message}
+  DEVICE_LOST: 'device-lost', // {id?, message}: the GPU is gone; the page restarts the engine on the CPU
+});
+
+/** What to tell the user for each named error. */
+const ADVICE = {
+  EmptyPrompt: 'Type what you would like to see, or pick an example.',
+  PromptTooLong: 'Shorten the prompt and send it again.',
+  InvalidSetting: 'Fix the setting shown and try again.',
+  BadWeights: 'The model file is damaged or does not fit this app. Reload the page to download it again.',
+  BadConfig: 'The model folder is not one this app can load.',
+  BadImage: 'Use a PNG, JPEG, GIF, WebP or BMP image.',
+  DeviceError: 'The engine failed on this device. Reload the page to start it again.',
+  DeviceLost: 'The app switched to the CPU and kept the conversation; press Regenerate to draw it again.',
+  ModelMissing: 'The model files could not be downloaded. Check the connection and reload the page.',
+  Busy: 'A picture is still being drawn: press Stop, or wait for it to finish.',
+  WasmMissing: 'The app is not built: run `cargo xtask build-web`, then reload.',
+};
+
+export function advice(name) {
+  return ADVICE[name] ?? 'Something went wrong. Your conversation is kept; try again.';
+}
