@@ -185,7 +185,7 @@ function addTurn(kind, prompt) {
   li.append(el('p', 'prompt', { textContent: prompt }), note, frame, meta, actions);
   $('conversation').append(li);
   const ctx = canvas.getContext('2d');
-  ctx.fillStyle = '#1a1d24';
+  ctx.fillStyle = '#0b0c10'; // darker than the page: the image's full extent shows while it develops
   ctx.fillRect(0, 0, size, size);
   const turn = { id, kind, prompt, tokens: null, state: 'generating', li, canvas, ctx, marker, meta, note, download, regenerate };
   regenerate.onclick = () => {
