@@ -5,12 +5,15 @@ import { ToWorker, FromWorker } from './protocol.js';
 
 let wasm = null; // the wasm-bindgen module
 let engine = null;
+let info = null; // engine.info() of the loaded model
 let current = null; // {id, cancelled}
 let gpuDevice = null; // the GPUDevice wgpu asked for: to hear when it is lost, and to lose it on request
 let lost = false;
 
 const post = (msg, transfer = []) => self.postMessage(msg, transfer);
 const fail = (id, name, message) => post({ type: FromWorker.ERROR, id, name, message });
+/** The engine names its errors (`TesseraError::name`); plain `Error`s get `fallback`. */
+const errorName = (e, fallback) => (e.name && e.name !== 'Error' ? e.name : fallback);
 
 // wgpu requests the device inside the wasm; wrapping requestDevice hands the worker the same GPUDevice, so a
 // loss (driver reset, GPU process crash, tab backgrounded on some systems) is heard even between generations.
@@ -19,7 +22,7 @@ if (self.GPUAdapter) {
   GPUAdapter.prototype.requestDevice = async function (...args) {
     const device = await requestDevice.apply(this, args);
     gpuDevice = device;
-    device.lost.then((info) => deviceLost(`${info.reason ?? 'unknown'}: ${info.message || 'no details'}`));
+    device.lost.then((why) => deviceLost(`${why.reason ?? 'unknown'}: ${why.message || 'no details'}`));
     return device;
   };
 }
@@ -72,10 +75,11 @@ async function load({ modelUrl, preferGpu, fallbackReason }) {
     const sha256 = new TextDecoder().decode(sha256Text).trim().split(/\s+/)[0];
     const weights = await fetchBytes(`${base}model.safetensors`, (loaded, total) => post({ type: FromWorker.PROGRESS, loaded, total }));
     engine = await wasm.Engine.load(config, weights, sha256, preferGpu && !!self.navigator.gpu);
+    info = engine.info();
     const reason = fallbackReason ?? engine.fallbackReason ?? (self.navigator.gpu ? null : 'this browser has no WebGPU');
-    post({ type: FromWorker.READY, backend: engine.backend, fallbackReason: reason, info: engine.info() });
+    post({ type: FromWorker.READY, backend: engine.backend, fallbackReason: reason, info });
   } catch (e) {
-    fail(null, e.name && e.name !== 'Error' ? e.name : 'ModelMissing', e.message ?? String(e));
+    fail(null, errorName(e, 'ModelMissing'), e.message ?? String(e));
   }
 }
 
@@ -110,7 +114,7 @@ async function generate({ id, prompt, context, settings }) {
       tokens = step.index + 1;
       if (step.rgba) {
         firstRowMs ??= performance.now() - start;
-        const rows = step.total / info().grid;
+        const rows = step.total / info.grid;
         post({
           type: FromWorker.TOKEN_ROW, id, row: step.row, rows, y0: step.y0, height: step.height,
           rgba: step.rgba, tokens, ms: performance.now() - start,
@@ -118,21 +122,16 @@ async function generate({ id, prompt, context, settings }) {
       }
     }
   } catch (e) {
-    const named = e.name && e.name !== 'Error' && e.name !== 'RuntimeError';
-    if (engine.backend === 'webgpu' && (!named || e.name === 'DeviceError')) {
+    // A wasm trap (`RuntimeError`) is unnamed too: on the GPU path it means the device failed.
+    const name = e.name === 'RuntimeError' ? 'Internal' : errorName(e, 'Internal');
+    if (engine.backend === 'webgpu' && (name === 'Internal' || name === 'DeviceError')) {
       deviceLost(e.message ?? String(e)); // a failed readback, or a trap in the GPU path
     } else {
-      fail(id, named ? e.name : 'Internal', e.message ?? String(e));
+      fail(id, name, e.message ?? String(e));
     }
   } finally {
     current = null;
   }
-}
-
-let cachedInfo = null;
-function info() {
-  cachedInfo ??= engine.info();
-  return cachedInfo;
 }
 
 async function encode({ id, bytes }) {
@@ -140,15 +139,15 @@ async function encode({ id, bytes }) {
   try {
     const tokens = await engine.encode(new Uint8Array(bytes));
     const rgba = await engine.decode(tokens);
-    post({ type: FromWorker.ENCODED, id, tokens, rgba, size: info().imageSize }, [rgba.buffer]);
+    post({ type: FromWorker.ENCODED, id, tokens, rgba, size: info.imageSize }, [rgba.buffer]);
   } catch (e) {
-    fail(id, e.name && e.name !== 'Error' ? e.name : 'BadImage', e.message ?? String(e));
+    fail(id, errorName(e, 'BadImage'), e.message ?? String(e));
   }
 }
 
 self.onmessage = ({ data }) => {
   switch (data.type) {
-    case ToWorker.LOAD: cachedInfo = null; return load(data);
+    case ToWorker.LOAD: return load(data);
     case ToWorker.GENERATE: return generate(data);
     case ToWorker.CANCEL: if (current && current.id === data.id) current.cancelled = true; return undefined;
     case ToWorker.ENCODE: return encode(data);

@@ -10,22 +10,18 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
-import { serveRoot, ROOT } from './server.mjs';
+import { launchChromium, serveRoot, ROOT } from './server.mjs';
 
 const MICRO = 'models/tessera-micro/';
 const TINY = 'models/tessera-tiny/';
 const PROMPT = 'a big red circle in the center on a white background';
-const WEBGPU_ARGS = ['--enable-unsafe-webgpu'];
-const COMMON_ARGS = ['--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--disable-quic'];
 
 let server;
 let browser;
 
 before(async () => {
   server = await serveRoot();
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: [...COMMON_ARGS, ...WEBGPU_ARGS] });
+  browser = await launchChromium({ webgpu: true });
 });
 
 after(async () => {
@@ -254,7 +250,7 @@ test('losing the GPU device mid-generation keeps the conversation and carries on
 });
 
 test('without WebGPU the app runs on the CPU and says so', async () => {
-  const noGpu = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: COMMON_ARGS });
+  const noGpu = await launchChromium({ webgpu: false });
   try {
     const { page, problems } = await open(`?model=${TINY}`, noGpu);
     await ready(page);

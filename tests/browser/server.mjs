@@ -1,10 +1,11 @@
-// A static file server for the repository root on 127.0.0.1 (a secure context, as WebGPU needs), for the
-// browser tests.
+// A static file server for the repository root on 127.0.0.1 (a secure context, as WebGPU needs), and the
+// browser launch, for the browser tests and benchmarks.
 
 import { createServer } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
 
 export const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 
@@ -31,4 +32,14 @@ export function serveRoot() {
     server.url = `http://127.0.0.1:${server.address().port}`;
     done(server);
   }));
+}
+
+/** Flags for headless Chromium here; `--enable-unsafe-webgpu` is the one that gives SwiftShader's adapter. */
+const CHROMIUM_ARGS = ['--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update',
+  '--disable-sync', '--disable-quic'];
+
+/** Debian's /usr/bin/chromium (never a downloaded browser), with or without WebGPU. */
+export function launchChromium({ webgpu }) {
+  const args = webgpu ? [...CHROMIUM_ARGS, '--enable-unsafe-webgpu'] : CHROMIUM_ARGS;
+  return chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args });
 }

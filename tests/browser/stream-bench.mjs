@@ -8,8 +8,7 @@
 // tokens/s is measured from the first row to the last one seen, so start-up is reported separately.
 
 import { parseArgs } from 'node:util';
-import { chromium } from 'playwright-core';
-import { serveRoot } from './server.mjs';
+import { launchChromium, serveRoot } from './server.mjs';
 
 const { values: opt } = parseArgs({
   options: {
@@ -21,9 +20,7 @@ const { values: opt } = parseArgs({
   },
 });
 const server = await serveRoot();
-const args = ['--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-if (opt.backend === 'webgpu') args.push('--enable-unsafe-webgpu');
-const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args });
+const browser = await launchChromium({ webgpu: opt.backend === 'webgpu' });
 try {
   const page = await browser.newPage({ viewport: { width: 720, height: 900 } });
   const t0 = Date.now();

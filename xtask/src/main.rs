@@ -95,7 +95,6 @@ fn target_dir() -> PathBuf {
 }
 
 fn test() -> Result<(), String> {
-    ensure_rust_target("wasm32-unknown-unknown")?;
     // Mesa's lavapipe gives wgpu a Vulkan device on machines without a GPU; Chromium runs the browser tests
     // (WebGPU through its SwiftShader); CJK fonts let it draw the Chinese examples.
     ensure_debian_packages(&[
