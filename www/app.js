@@ -3,6 +3,7 @@
 // error and cancel; the worker only ever holds the model.
 
 import { ToWorker, FromWorker, advice } from './protocol.js';
+import { EngineClient } from './engine.js';
 
 const $ = (sel) => document.querySelector(`[data-testid="${sel}"]`);
 const EXAMPLES = [
@@ -27,31 +28,22 @@ const state = {
   ready: false,
   running: null, // id of the generating turn
   info: null,
-  nextId: 1,
 };
 
 // A stable hook for tests and for people who script the page: every worker message, in order (pixels left out).
 window.tessera = { events: [], state };
 
-let worker = null;
-
-/** Start (or restart) the engine's worker. The conversation lives here, so a restart loses none of it. */
-function startWorker(preferGpuNow, fallbackReason) {
-  worker?.terminate();
-  state.ready = false;
-  worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-  worker.onmessage = ({ data }) => {
-    window.tessera.events.push({
-      type: data.type, id: data.id ?? null, row: data.row, tokens: data.tokens?.length ?? data.tokens, ms: data.ms ?? data.stats?.ms,
-      name: data.name, at: performance.now(),
-    });
-    handlers[data.type]?.(data);
-  };
-  worker.onerror = (e) => setStatus(`The engine failed to start: ${e.message}`, 'error');
-  worker.postMessage({ type: ToWorker.LOAD, modelUrl, preferGpu: preferGpuNow, fallbackReason });
-}
+/** The engine (a Web Worker); it restarts itself on the CPU if the GPU is lost, and the conversation stays here. */
+const engine = new EngineClient(modelUrl, { preferGpu });
+engine.subscribe((data) => {
+  window.tessera.events.push({
+    type: data.type, id: data.id ?? null, row: data.row, tokens: data.tokens?.length ?? data.tokens, ms: data.ms ?? data.stats?.ms,
+    name: data.name, cached: data.cached, at: performance.now(),
+  });
+  handlers[data.type]?.(data);
+});
 // Destroys the WebGPU device the way a driver reset would: for tests and for people who script the page.
-window.tessera.loseDevice = () => worker.postMessage({ type: ToWorker.LOSE_DEVICE });
+window.tessera.loseDevice = () => engine.post({ type: ToWorker.LOSE_DEVICE });
 
 function setStatus(text, kind = 'info') {
   const el = $('status');
@@ -62,17 +54,34 @@ function setStatus(text, kind = 'info') {
 const mb = (n) => `${(n / 1e6).toFixed(1)} MB`;
 
 const handlers = {
-  [FromWorker.PROGRESS]: ({ loaded, total }) => {
-    setStatus(total ? `Downloading the model: ${mb(loaded)} of ${mb(total)}` : `Downloading the model: ${mb(loaded)}`);
+  [FromWorker.PROGRESS]: ({ loaded, total, cached }) => {
+    const bar = $('download');
+    bar.hidden = cached || loaded === total;
+    bar.max = total || loaded;
+    bar.value = loaded;
+    if (cached) setStatus(`Loading the model from this browser's cache (${mb(loaded)})…`);
+    else setStatus(total ? `Downloading the model: ${mb(loaded)} of ${mb(total)}` : `Downloading the model: ${mb(loaded)}`);
   },
   [FromWorker.READY]: ({ backend, fallbackReason, info }) => {
+    const replaced = state.info && state.info.sha256 !== info.sha256;
     state.ready = true;
     state.info = info;
     document.body.dataset.backend = backend;
+    $('download').hidden = true;
     const where = backend === 'webgpu' ? 'on the GPU (WebGPU)' : `on the CPU (${fallbackReason ?? 'WebGPU unavailable'}; slower)`;
     const untrained = info.trained ? '' : ' This model is untrained: expect noise.';
-    setStatus(`Ready: ${info.modelId}, ${(info.parameters / 1e6).toFixed(1)} M parameters, running ${where}.${untrained}`, 'ready');
-    $('send').disabled = false;
+    const what = replaced ? 'New model loaded' : 'Ready';
+    setStatus(`${what}: ${info.modelId}, ${(info.parameters / 1e6).toFixed(1)} M parameters, running ${where}.${untrained}`, 'ready');
+    showModel(info);
+    if (!state.running) $('send').disabled = false;
+    updateEditToggle();
+    // Ask the browser to keep the cached model under storage pressure (granted quietly where the site is trusted).
+    navigator.storage?.persist?.().catch(() => {});
+  },
+  [FromWorker.REFUSED]: ({ name, message }) => {
+    const current = state.info ? ` The current model (${state.info.modelId}) stays loaded.` : '';
+    setStatus(`That model was not loaded: ${message}.${current}`, 'warn');
+    $('model-load').disabled = false;
   },
   [FromWorker.TOKEN_ROW]: (m) => {
     const turn = find(m.id);
@@ -88,6 +97,7 @@ const handlers = {
     const turn = find(m.id);
     if (!turn) return;
     turn.tokens = m.tokens;
+    turn.modelSha = state.info.sha256;
     turn.ctx.putImageData(new ImageData(m.rgba, m.size, m.size), 0, 0);
     setTurnState(turn, 'done');
     turn.meta.textContent = 'uploaded image, as the model sees it';
@@ -100,7 +110,7 @@ const handlers = {
       turn.meta.textContent = `The graphics device was lost (${message}). ${advice('DeviceLost')}`;
       turn.regenerate.hidden = turn.kind === 'upload';
     }
-    startWorker(false, 'the GPU device was lost');
+    state.ready = false; // the engine restarts itself on the CPU and says READY again
     endRun();
     setStatus('The graphics device was lost: restarting the engine on the CPU…');
   },
@@ -135,6 +145,7 @@ function finish(m, how) {
   const turn = find(m.id);
   if (!turn) return;
   turn.tokens = m.tokens;
+  turn.modelSha = state.info.sha256;
   turn.png = new Blob([m.png], { type: 'image/png' });
   turn.marker.hidden = true;
   const s = m.stats;
@@ -147,10 +158,10 @@ function finish(m, how) {
   updateEditToggle();
 }
 
-/** The last turn whose image is complete: what a follow-up edits. */
+/** The last turn whose image is complete and made by the loaded model: what a follow-up edits. */
 function lastImage() {
   const n = state.info?.grid ** 2;
-  return [...state.turns].reverse().find((t) => t.tokens && t.tokens.length === n);
+  return [...state.turns].reverse().find((t) => t.tokens && t.tokens.length === n && t.modelSha === state.info.sha256);
 }
 
 function updateEditToggle() {
@@ -165,7 +176,7 @@ function el(tag, className, props = {}) {
 }
 
 function addTurn(kind, prompt) {
-  const id = state.nextId++;
+  const id = engine.nextId();
   const li = el('li', 'turn');
   li.dataset.testid = 'turn';
   const size = state.info?.imageSize ?? 128;
@@ -223,7 +234,7 @@ function start(prompt, context) {
   $('stop').disabled = false;
   $('send').disabled = true;
   window.tessera.events.push({ type: ToWorker.GENERATE, id: turn.id, context: context ? context.length : 0, at: performance.now() });
-  worker.postMessage({ type: ToWorker.GENERATE, id: turn.id, prompt, context, settings: settings() });
+  engine.post({ type: ToWorker.GENERATE, id: turn.id, prompt, context, settings: settings() });
 }
 
 function send(event) {
@@ -248,7 +259,7 @@ function upload(file) {
   if (!file.type.startsWith('image/')) return setStatus(`${file.name} is not an image. ${advice('BadImage')}`, 'warn');
   if (file.size > MAX_UPLOAD_BYTES) return setStatus(`${file.name} is over ${mb(MAX_UPLOAD_BYTES)}. Use a smaller image.`, 'warn');
   const turn = addTurn('upload', `uploaded ${file.name}`);
-  file.arrayBuffer().then((bytes) => worker.postMessage({ type: ToWorker.ENCODE, id: turn.id, bytes }, [bytes]));
+  file.arrayBuffer().then((bytes) => engine.post({ type: ToWorker.ENCODE, id: turn.id, bytes }, [bytes]));
 }
 
 function setup() {
@@ -265,7 +276,7 @@ function setup() {
   $('prompt').addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) send(e);
   });
-  $('stop').onclick = () => state.running && worker.postMessage({ type: ToWorker.CANCEL, id: state.running });
+  $('stop').onclick = () => state.running && engine.post({ type: ToWorker.CANCEL, id: state.running });
   $('upload').onchange = (e) => { upload(e.target.files[0]); e.target.value = ''; };
   document.addEventListener('dragover', (e) => e.preventDefault());
   document.addEventListener('drop', (e) => { e.preventDefault(); upload(e.dataTransfer.files[0]); });
@@ -275,5 +286,71 @@ function setup() {
   });
 }
 
+/** The loaded model, and where it came from, in the Model panel. */
+function showModel(info) {
+  const from = info.source.file ? `the file ${info.source.file}` : `${info.source.url}${info.source.fromCache ? ' (from this browser’s cache, works offline)' : ''}`;
+  $('model-info').textContent = `${info.modelId} · ${(info.parameters / 1e6).toFixed(1)} M parameters · ${mb(info.source.bytes)} · sha256 ${info.sha256.slice(0, 12)}… · ${from}`;
+  $('model-load').disabled = false;
+}
+
+/** Another model, from a folder on this site or from its three files; the current one stays until it is accepted. */
+function setupModelPanel() {
+  const refuse = (message) => setStatus(`That model was not loaded: ${message}.`, 'warn');
+  const replace = (source, transfer = []) => {
+    if (state.running) return setStatus(advice('Busy'), 'warn');
+    if (!state.ready) return setStatus('The model is still loading.', 'warn');
+    $('model-load').disabled = true;
+    setStatus('Checking the new model…');
+    return engine.post({ type: ToWorker.REPLACE, source }, transfer);
+  };
+  $('model-url-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const text = $('model-url').value.trim();
+    if (!text) return refuse('type the address of a model folder');
+    const url = new URL(text, location.href);
+    // The page's Content-Security-Policy keeps every request on this site; say so rather than fail obscurely.
+    if (url.origin !== location.origin) return refuse(`${url.origin} is another site, and this app only reads models from ${location.origin}; download the model's files and pick them instead`);
+    return replace({ url: url.href.endsWith('/') ? url.href : url.href.replace(/\/(config\.json)?$/, '') + '/' });
+  });
+  $('model-files').addEventListener('change', async (e) => {
+    const files = [...e.target.files];
+    e.target.value = '';
+    const pick = (ext) => files.find((f) => f.name.endsWith(ext));
+    const [config, weights, sha256] = [pick('.json'), pick('.safetensors'), pick('.sha256')];
+    if (!config || !weights || !sha256) return refuse('pick the three files of a model folder together: config.json, model.safetensors and model.sha256');
+    const [c, w, h] = await Promise.all([config.arrayBuffer(), weights.arrayBuffer(), sha256.text()]);
+    return replace({ files: { config: c, weights: w, sha256: h, name: weights.name } }, [c, w]);
+  });
+}
+
+/**
+ * The service worker makes the app work offline after one visit. A new version is announced with a button;
+ * it takes over only when the user presses it (the page then reloads).
+ */
+async function setupOffline() {
+  const build = await import('../pkg/build.js').then(() => self.TESSERA_BUILD, () => null);
+  $('version').textContent = build ? `v${build.version} · build ${build.build}` : 'not built';
+  if (!build || !navigator.serviceWorker) return;
+  // `updateViaCache: 'none'`: update checks go to the server for sw.js and pkg/build.js, never the HTTP cache.
+  const registration = await navigator.serviceWorker.register(new URL('../sw.js', import.meta.url), { updateViaCache: 'none' })
+    .catch((e) => { setStatus(`Offline use is unavailable: ${e.message}`, 'warn'); return null; });
+  if (!registration) return;
+  let updating = false;
+  const announce = (waiting) => {
+    const button = $('update');
+    button.hidden = false;
+    button.onclick = () => { updating = true; waiting.postMessage({ type: 'skip-waiting' }); };
+  };
+  if (registration.waiting && navigator.serviceWorker.controller) announce(registration.waiting);
+  registration.addEventListener('updatefound', () => {
+    const installing = registration.installing;
+    installing?.addEventListener('statechange', () => {
+      if (installing.state === 'installed' && navigator.serviceWorker.controller) announce(installing);
+    });
+  });
+  navigator.serviceWorker.addEventListener('controllerchange', () => { if (updating) location.reload(); });
+}
+
 setup();
-startWorker(preferGpu);
+setupModelPanel();
+setupOffline();

@@ -8,18 +8,20 @@ export const ToWorker = Object.freeze({
   CANCEL: 'cancel', // {id}
   ENCODE: 'encode', // {id, bytes: ArrayBuffer}
   LOSE_DEVICE: 'lose-device', // {}: destroy the WebGPU device, as a driver reset would (tests, scripting)
+  REPLACE: 'replace', // {source: {url} | {files: {config, weights: ArrayBuffer, sha256: string, name}}}
 });
 
 /** Worker → page. */
 export const FromWorker = Object.freeze({
-  PROGRESS: 'progress', // {loaded, total}: model bytes
-  READY: 'ready', // {backend, fallbackReason, info}
+  PROGRESS: 'progress', // {loaded, total, cached}: model bytes (cached: read from this browser's model cache)
+  READY: 'ready', // {backend, fallbackReason, info: {modelId, sha256, parameters, imageSize, grid, trained, source}}
   TOKEN_ROW: 'token-row', // {id, row, rows, y0, height, rgba, tokens, ms}
   DONE: 'done', // {id, png, tokens, stats}
   STOPPED: 'stopped', // {id, png, tokens, stats}: cancelled, the partial image kept
   ENCODED: 'encoded', // {id, tokens, rgba, size}
   ERROR: 'error', // {id?, name, message}
   DEVICE_LOST: 'device-lost', // {id?, message}: the GPU is gone; the page restarts the engine on the CPU
+  REFUSED: 'refused', // {name, message}: a REPLACE model was not accepted; the current model stays loaded
 });
 
 /** What to tell the user for each named error. */

@@ -2,9 +2,11 @@
 // posts each finished token row as soon as it exists. Cancel is honoured between any two tokens.
 
 import { ToWorker, FromWorker } from './protocol.js';
+import { bindingProblem, fetchModel, parseSha256 } from './models.js';
 
 let wasm = null; // the wasm-bindgen module
 let engine = null;
+let backend = { preferGpu: true, fallbackReason: null }; // what the page asked for
 let info = null; // engine.info() of the loaded model
 let current = null; // {id, cancelled}
 let gpuDevice = null; // the GPUDevice wgpu asked for: to hear when it is lost, and to lose it on request
@@ -41,45 +43,87 @@ const waiting = [];
 channel.port1.onmessage = () => waiting.shift()?.();
 const yieldToEvents = () => new Promise((resolve) => { waiting.push(resolve); channel.port2.postMessage(null); });
 
-async function fetchBytes(url, onProgress) {
-  const response = await fetch(url);
-  if (!response.ok) throw Object.assign(new Error(`${url}: HTTP ${response.status}`), { name: 'ModelMissing' });
-  const total = Number(response.headers.get('Content-Length')) || 0;
-  if (!onProgress || !response.body) return new Uint8Array(await response.arrayBuffer());
-  const reader = response.body.getReader();
-  const chunks = [];
-  let loaded = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    loaded += value.length;
-    onProgress(loaded, total);
+/** The largest buffer the GPU binds (cubecl asks wgpu for the adapter's limits), or 0 when unknown. */
+async function gpuBindingLimit() {
+  if (gpuDevice) return gpuDevice.limits.maxStorageBufferBindingSize;
+  const adapter = await self.navigator.gpu?.requestAdapter().catch(() => null);
+  return adapter?.limits.maxStorageBufferBindingSize ?? 0;
+}
+
+/**
+ * An engine for these model files; the engine checks the sha256 and every tensor's name and shape. Weights
+ * with a tensor too large for one GPU buffer run on the CPU, and the reason says which tensor.
+ */
+async function createEngine(files) {
+  let gpu = backend.preferGpu && !!self.navigator.gpu;
+  let reason = backend.fallbackReason;
+  if (gpu) {
+    const problem = bindingProblem(files.weights, await gpuBindingLimit());
+    if (problem) [gpu, reason] = [false, problem];
   }
-  const bytes = new Uint8Array(loaded);
-  let at = 0;
-  for (const c of chunks) { bytes.set(c, at); at += c.length; }
-  return bytes;
+  const next = await wasm.Engine.load(files.config, files.weights, files.sha256, gpu);
+  return { next, reason: reason ?? next.fallbackReason ?? (self.navigator.gpu ? null : 'this browser has no WebGPU') };
+}
+
+/** Model files from a folder URL; a cached copy the engine refuses is dropped and downloaded again, once. */
+async function engineFromUrl(modelUrl) {
+  const base = modelUrl.endsWith('/') ? modelUrl : `${modelUrl}/`;
+  const progress = (loaded, total, cached) => post({ type: FromWorker.PROGRESS, loaded, total, cached });
+  let files = await fetchModel(base, progress);
+  let made;
+  try {
+    made = await createEngine(files);
+  } catch (e) {
+    if (!files.fromCache) throw e;
+    await files.forget();
+    files = await fetchModel(base, progress);
+    made = await createEngine(files);
+  }
+  await files.keep().catch(() => {}); // a full or unavailable cache only costs the next visit a download
+  return { ...made, source: { url: base, fromCache: files.fromCache, bytes: files.weights.length } };
+}
+
+/** Model files the user picked: `{config, weights: ArrayBuffer, sha256: string}`. */
+async function engineFromFiles({ config, weights, sha256, name }) {
+  const files = { config: new Uint8Array(config), weights: new Uint8Array(weights), sha256: parseSha256(sha256) };
+  return { ...(await createEngine(files)), source: { file: name, fromCache: false, bytes: files.weights.length } };
+}
+
+function ready(made) {
+  engine?.free();
+  engine = made.next;
+  info = { ...engine.info(), source: made.source };
+  post({ type: FromWorker.READY, backend: engine.backend, fallbackReason: made.reason, info });
+}
+
+async function loadWasm() {
+  if (wasm) return;
+  const module = await import('../pkg/tessera.js');
+  await module.default();
+  wasm = module;
 }
 
 async function load({ modelUrl, preferGpu, fallbackReason }) {
+  backend = { preferGpu, fallbackReason };
   try {
-    wasm = await import('../pkg/tessera.js');
-    await wasm.default();
+    await loadWasm();
   } catch (e) {
     return fail(null, 'WasmMissing', String(e));
   }
   try {
-    const base = modelUrl.endsWith('/') ? modelUrl : `${modelUrl}/`;
-    const [config, sha256Text] = await Promise.all([fetchBytes(`${base}config.json`), fetchBytes(`${base}model.sha256`)]);
-    const sha256 = new TextDecoder().decode(sha256Text).trim().split(/\s+/)[0];
-    const weights = await fetchBytes(`${base}model.safetensors`, (loaded, total) => post({ type: FromWorker.PROGRESS, loaded, total }));
-    engine = await wasm.Engine.load(config, weights, sha256, preferGpu && !!self.navigator.gpu);
-    info = engine.info();
-    const reason = fallbackReason ?? engine.fallbackReason ?? (self.navigator.gpu ? null : 'this browser has no WebGPU');
-    post({ type: FromWorker.READY, backend: engine.backend, fallbackReason: reason, info });
+    ready(await engineFromUrl(modelUrl));
   } catch (e) {
     fail(null, errorName(e, 'ModelMissing'), e.message ?? String(e));
+  }
+}
+
+/** Another model, from a URL or from files: it replaces the current one only once the engine accepted it. */
+async function replace({ source }) {
+  if (current) return post({ type: FromWorker.REFUSED, name: 'Busy', message: 'a generation is running' });
+  try {
+    ready(source.url ? await engineFromUrl(source.url) : await engineFromFiles(source.files));
+  } catch (e) {
+    post({ type: FromWorker.REFUSED, name: errorName(e, 'BadWeights'), message: e.message ?? String(e) });
   }
 }
 
@@ -151,6 +195,7 @@ self.onmessage = ({ data }) => {
     case ToWorker.GENERATE: return generate(data);
     case ToWorker.CANCEL: if (current && current.id === data.id) current.cancelled = true; return undefined;
     case ToWorker.ENCODE: return encode(data);
+    case ToWorker.REPLACE: return replace(data);
     case ToWorker.LOSE_DEVICE: return gpuDevice?.destroy();
     default: return fail(data.id ?? null, 'Protocol', `unknown message type ${data.type}`);
   }

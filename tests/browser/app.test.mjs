@@ -4,49 +4,23 @@
 // tiny model. Run by `cargo xtask test` after `cargo xtask build-web` (pkg/ must exist) and after the native
 // CLI is built (target/debug/tessera, or $TESSERA_CLI).
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { launchChromium, serveRoot, ROOT } from './server.mjs';
+import { launchChromium, serverAndBrowser, ROOT } from './server.mjs';
+import { openPage, status, turns, ready, send, finalState } from './page.mjs';
 
 const MICRO = 'models/tessera-micro/';
 const TINY = 'models/tessera-tiny/';
 const PROMPT = 'a big red circle in the center on a white background';
 
-let server;
-let browser;
+const env = serverAndBrowser();
 
-before(async () => {
-  server = await serveRoot();
-  browser = await launchChromium({ webgpu: true });
-});
-
-after(async () => {
-  await browser?.close();
-  server?.close();
-});
-
-/** A fresh page on the app, with console errors and off-origin requests collected. */
-async function open(query = `?model=${MICRO}`, b = browser) {
-  const context = await b.newContext();
-  const page = await context.newPage();
-  const problems = { console: [], offOrigin: [] };
-  page.on('console', (m) => { if (m.type() === 'error') problems.console.push(m.text()); });
-  page.on('pageerror', (e) => problems.console.push(String(e)));
-  context.on('request', (r) => { if (!r.url().startsWith(server.url) && !r.url().startsWith('data:') && !r.url().startsWith('blob:')) problems.offOrigin.push(r.url()); });
-  await page.goto(`${server.url}/${query}`);
-  return { page, context, problems };
-}
-
-const status = (page) => page.getByTestId('status');
-const turns = (page) => page.getByTestId('turn');
-
-async function ready(page) {
-  await page.waitForFunction(() => document.querySelector('[data-testid="status"]').dataset.kind === 'ready', null, { timeout: 120_000 });
-}
+/** A fresh context on the app with `query`. */
+const open = (query = `?model=${MICRO}`, b = env.browser, options = {}) => openPage(b, env.server, `/${query}`, options);
 
 /** Greedy settings, so the browser's image can be compared with the CLI's. */
 async function greedy(page) {
@@ -54,20 +28,6 @@ async function greedy(page) {
   await page.getByTestId('temperature').fill('0');
   await page.getByTestId('cfg').fill('3');
   await page.getByTestId('seed').fill('0');
-}
-
-async function send(page, text) {
-  await page.getByTestId('prompt').fill(text);
-  await page.getByTestId('prompt').press('Enter');
-}
-
-async function finalState(page, index) {
-  const turn = turns(page).nth(index);
-  await page.waitForFunction((i) => {
-    const t = document.querySelectorAll('[data-testid="turn"]')[i];
-    return t && t.dataset.state !== 'generating';
-  }, index, { timeout: 300_000 });
-  return turn.getAttribute('data-state');
 }
 
 const events = (page) => page.evaluate(() => window.tessera.events);
@@ -218,15 +178,15 @@ test('a missing or corrupt model is a named error, not a silent failure', async 
   assert.match(await status(missing.page).textContent(), /could not be downloaded/);
   await missing.context.close();
 
-  const corrupt = await open();
   // Flip bytes in the weights on the way in: the sha256 check refuses them.
-  await corrupt.context.route('**/model.safetensors', async (route) => {
-    const response = await route.fetch();
-    const body = Buffer.from(await response.body());
-    body[body.length - 10] ^= 0xff;
-    await route.fulfill({ response, body });
+  const corrupt = await open(undefined, env.browser, {
+    before: (context) => context.route('**/model.safetensors', async (route) => {
+      const response = await route.fetch();
+      const body = Buffer.from(await response.body());
+      body[body.length - 10] ^= 0xff;
+      await route.fulfill({ response, body });
+    }),
   });
-  await corrupt.page.reload();
   await corrupt.page.waitForFunction(() => document.querySelector('[data-testid="status"]').dataset.kind === 'error');
   assert.match(await status(corrupt.page).textContent(), /sha256.*download it again/s);
   await corrupt.context.close();

@@ -1,0 +1,49 @@
+// The app page as the browser tests drive it: a fresh browser context per page (its own caches and service
+// worker), console errors and off-origin requests collected, and the waits every test needs.
+
+/**
+ * Opens `path` (e.g. `/?model=models/tessera-micro/`) on `server` in a fresh context of `browser`.
+ * `before(context)` runs before the first navigation (to install routes).
+ */
+export async function openPage(browser, server, path, { before } = {}) {
+  const context = await browser.newContext();
+  await before?.(context);
+  const page = await context.newPage();
+  const problems = { console: [], offOrigin: [] };
+  page.on('console', (m) => { if (m.type() === 'error') problems.console.push(m.text()); });
+  page.on('pageerror', (e) => problems.console.push(String(e)));
+  context.on('request', (r) => {
+    const url = r.url();
+    if (!url.startsWith(server.url) && !url.startsWith('data:') && !url.startsWith('blob:')) problems.offOrigin.push(url);
+  });
+  await page.goto(`${server.url}${path}`);
+  return { page, context, problems };
+}
+
+export const status = (page) => page.getByTestId('status');
+export const turns = (page) => page.getByTestId('turn');
+
+/** Waits until the status line says the model is loaded (`data-kind="ready"`). */
+export async function ready(page) {
+  await page.waitForFunction(() => document.querySelector('[data-testid="status"]').dataset.kind === 'ready', null, { timeout: 120_000 });
+}
+
+/** Waits until the status line has `kind` (`warn`, `error`, …) and returns its text. */
+export async function statusOf(page, kind) {
+  await page.waitForFunction((k) => document.querySelector('[data-testid="status"]').dataset.kind === k, kind, { timeout: 120_000 });
+  return status(page).textContent();
+}
+
+export async function send(page, text) {
+  await page.getByTestId('prompt').fill(text);
+  await page.getByTestId('prompt').press('Enter');
+}
+
+/** Waits until turn `index` has finished and returns its state: `done`, `stopped` or `error`. */
+export async function finalState(page, index) {
+  await page.waitForFunction((i) => {
+    const t = document.querySelectorAll('[data-testid="turn"]')[i];
+    return t && t.dataset.state !== 'generating';
+  }, index, { timeout: 300_000 });
+  return turns(page).nth(index).getAttribute('data-state');
+}

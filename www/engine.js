@@ -1,0 +1,109 @@
+// The page's side of the engine: one Web Worker holding one model, restarted on the CPU when the GPU device is
+// lost. The app and every <tessera-generator> on a page reach the engine through an EngineClient; their
+// conversations and pictures stay with them, so a worker restart loses none of it.
+
+import { ToWorker, FromWorker } from './protocol.js';
+
+const named = (name, message) => Object.assign(new Error(message), { name });
+
+export class EngineClient {
+  #worker = null;
+  #listeners = new Set();
+  #nextId = 1;
+  #queue = Promise.resolve(); // generations run one at a time, in the order they were asked for
+  #running = null; // id of the generation the worker is running
+  #cancelled = new Set(); // ids cancelled while still queued
+
+  /** Starts the worker and loads the model folder at `modelUrl`. */
+  constructor(modelUrl, { preferGpu = true } = {}) {
+    this.modelUrl = modelUrl;
+    this.ready = false;
+    this.info = null;
+    this.backend = null;
+    this.loadError = null;
+    this.#start(preferGpu);
+  }
+
+  /** `fn(message)` for every message from the worker, in order; returns the function that unsubscribes. */
+  subscribe(fn) {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  /** A generation id unique to this client (callers that drive the worker with raw messages need one). */
+  nextId() {
+    return this.#nextId++;
+  }
+
+  post(message, transfer = []) {
+    this.#worker.postMessage(message, transfer);
+  }
+
+  #start(preferGpu, fallbackReason) {
+    this.#worker?.terminate();
+    this.ready = false;
+    this.#worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+    this.#worker.onmessage = ({ data }) => this.#receive(data);
+    this.#worker.onerror = (e) => this.#receive({ type: FromWorker.ERROR, id: null, name: 'WasmMissing', message: `the engine failed to start: ${e.message}` });
+    this.post({ type: ToWorker.LOAD, modelUrl: this.modelUrl, preferGpu, fallbackReason });
+  }
+
+  #receive(data) {
+    if (data.type === FromWorker.READY) Object.assign(this, { ready: true, info: data.info, backend: data.backend, loadError: null });
+    if (data.type === FromWorker.ERROR && data.id == null && !this.ready) this.loadError = named(data.name, data.message);
+    // The old worker's wasm instance may be poisoned by the lost device: a fresh one on the CPU replaces it.
+    if (data.type === FromWorker.DEVICE_LOST) this.#start(false, 'the GPU device was lost');
+    for (const fn of this.#listeners) fn(data);
+  }
+
+  /** Resolves once a model is loaded; rejects with the load error (a named Error) if loading failed. */
+  whenReady() {
+    if (this.ready) return Promise.resolve(this.info);
+    if (this.loadError) return Promise.reject(this.loadError);
+    return new Promise((resolve, reject) => {
+      const off = this.subscribe(() => {
+        if (this.ready) { off(); resolve(this.info); }
+        else if (this.loadError) { off(); reject(this.loadError); }
+      });
+    });
+  }
+
+  /**
+   * One text-to-image generation (an edit when `context` holds an image's tokens), queued behind any other.
+   * `onRow(message)` sees each token row as it is painted. Returns `{id, done}`; `done` resolves to
+   * `{png: Blob, tokens, stats}` or rejects with a named Error (`AbortError` when cancelled).
+   */
+  generate({ prompt, context = null, settings }, onRow) {
+    const id = this.nextId();
+    const done = this.#queue.then(() => this.#run(id, prompt, context, settings, onRow));
+    this.#queue = done.catch(() => {});
+    return { id, done };
+  }
+
+  async #run(id, prompt, context, settings, onRow) {
+    await this.whenReady();
+    if (this.#cancelled.delete(id)) throw named('AbortError', 'cancelled before it started');
+    this.#running = id;
+    try {
+      return await new Promise((resolve, reject) => {
+        const off = this.subscribe((m) => {
+          if (m.type === FromWorker.DEVICE_LOST) { off(); reject(named('DeviceLost', m.message)); }
+          if (m.id !== id) return;
+          if (m.type === FromWorker.TOKEN_ROW) onRow?.(m);
+          if (m.type === FromWorker.DONE) { off(); resolve({ png: new Blob([m.png], { type: 'image/png' }), tokens: m.tokens, stats: m.stats }); }
+          if (m.type === FromWorker.STOPPED) { off(); reject(Object.assign(named('AbortError', `cancelled after ${m.stats.tokens} tokens`), { tokens: m.stats.tokens })); }
+          if (m.type === FromWorker.ERROR) { off(); reject(named(m.name, m.message)); }
+        });
+        this.post({ type: ToWorker.GENERATE, id, prompt, context, settings });
+      });
+    } finally {
+      this.#running = null;
+    }
+  }
+
+  /** Stops generation `id` between two tokens, or drops it from the queue. */
+  cancel(id) {
+    if (this.#running === id) this.post({ type: ToWorker.CANCEL, id });
+    else this.#cancelled.add(id);
+  }
+}

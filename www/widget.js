@@ -1,0 +1,162 @@
+// <tessera-generator>: the engine as one custom element for any page on the same site as these files.
+//
+//   <script type="module" src="www/widget.js"></script>
+//   <tessera-generator prompt="a big red circle in the center on a white background" seed="7"></tessera-generator>
+//
+// Attributes: `prompt` (used when generate() gets none), `seed` (default 0), `model` (a model folder or its
+// config.json; default the bundled model), and optionally `temperature`, `top-k`, `top-p`, `guidance`.
+// Methods: `generate(prompt?)` → Promise<Blob> (a PNG with provenance metadata), `cancel()`.
+// Events (bubbling, composed): `tessera-ready` {modelId, backend}, `tessera-row` {row, rows},
+// `tessera-done` {blob, tokens, ms}, `tessera-error` {name, message}.
+// Every element with the same model shares one worker and one loaded model; their generations take turns.
+// Styles live in the element's shadow root: nothing leaks in or out (style it through `::part(canvas)` and
+// `::part(caption)`).
+
+import { EngineClient } from './engine.js';
+
+const DEFAULT_MODEL = new URL('../models/tessera-shapes/', import.meta.url).href;
+const clients = new Map(); // model folder URL → EngineClient
+
+function clientFor(folder) {
+  if (!clients.has(folder)) clients.set(folder, new EngineClient(folder));
+  return clients.get(folder);
+}
+
+/** A model attribute (folder or its config.json, relative to the page) → the folder's URL ending in `/`. */
+function modelFolder(attribute) {
+  const url = new URL(attribute || DEFAULT_MODEL, document.baseURI);
+  url.search = '';
+  url.hash = '';
+  const href = url.href.replace(/config\.json$/, '');
+  return href.endsWith('/') ? href : `${href}/`;
+}
+
+const sheet = new CSSStyleSheet();
+sheet.replaceSync(`
+  :host { display: inline-block; width: 256px; max-width: 100%; font: 13px/1.4 system-ui, sans-serif; color: inherit; }
+  :host([hidden]) { display: none; }
+  .frame { position: relative; aspect-ratio: 1; background: #0b0c10; border-radius: 6px; overflow: hidden; }
+  canvas { display: block; width: 100%; height: 100%; image-rendering: auto; }
+  .caption { margin: 4px 0 0; opacity: 0.75; font-variant-numeric: tabular-nums; min-height: 1.4em; }
+`);
+
+class TesseraGenerator extends HTMLElement {
+  static observedAttributes = ['model'];
+  #client = null;
+  #job = null; // the generation this element is waiting for: {id}
+  #canvas;
+  #ctx;
+  #caption;
+
+  constructor() {
+    super();
+    const root = this.attachShadow({ mode: 'open' });
+    root.adoptedStyleSheets = [sheet];
+    const frame = document.createElement('div');
+    frame.className = 'frame';
+    this.#canvas = document.createElement('canvas');
+    this.#canvas.part = 'canvas';
+    this.#canvas.setAttribute('role', 'img');
+    frame.append(this.#canvas);
+    this.#caption = document.createElement('p');
+    this.#caption.className = 'caption';
+    this.#caption.part = 'caption';
+    this.#caption.setAttribute('role', 'status');
+    root.append(frame, this.#caption);
+  }
+
+  connectedCallback() {
+    this.#connect();
+  }
+
+  disconnectedCallback() {
+    this.cancel();
+  }
+
+  attributeChangedCallback() {
+    if (this.isConnected) this.#connect();
+  }
+
+  #emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail, bubbles: true, composed: true }));
+  }
+
+  #fail(e) {
+    this.#caption.textContent = e.name === 'AbortError' ? 'stopped' : `${e.message}`;
+    this.#emit('tessera-error', { name: e.name, message: e.message });
+  }
+
+  /** Attach to the shared engine for this element's model; `tessera-ready` once it is loaded. */
+  #connect() {
+    const client = clientFor(modelFolder(this.getAttribute('model')));
+    if (client === this.#client) return;
+    this.cancel();
+    this.#client = client;
+    this.#caption.textContent = 'loading the model…';
+    client.whenReady().then(
+      (info) => {
+        if (this.#client !== client) return;
+        this.#size(info.imageSize);
+        this.#caption.textContent = `ready · ${info.modelId} · ${client.backend}`;
+        this.#emit('tessera-ready', { modelId: info.modelId, backend: client.backend });
+      },
+      (e) => this.#client === client && this.#fail(e),
+    );
+  }
+
+  #size(n) {
+    if (this.#canvas.width === n) return;
+    this.#canvas.width = n;
+    this.#canvas.height = n;
+    this.#ctx = this.#canvas.getContext('2d');
+  }
+
+  #settings() {
+    const number = (name, fallback) => {
+      const v = this.getAttribute(name);
+      return v === null || v.trim() === '' ? fallback : Number(v);
+    };
+    return {
+      seed: number('seed', 0), temperature: number('temperature', 1), topK: number('top-k', null),
+      topP: number('top-p', 1), cfg: number('guidance', 2),
+    };
+  }
+
+  /** Draws `prompt` (or the `prompt` attribute); resolves to the PNG, rejects with a named Error. */
+  async generate(prompt = this.getAttribute('prompt')) {
+    const client = this.#client ?? clientFor(modelFolder(this.getAttribute('model')));
+    if (this.#job) {
+      const e = Object.assign(new Error('this element is already drawing; call cancel() first'), { name: 'Busy' });
+      this.#fail(e);
+      throw e;
+    }
+    const text = (prompt ?? '').trim();
+    this.#canvas.setAttribute('aria-label', text);
+    const job = client.generate({ prompt: text, settings: this.#settings() }, (m) => {
+      this.#size(client.info.imageSize);
+      this.#ctx.putImageData(new ImageData(m.rgba, client.info.imageSize, m.height), 0, m.y0);
+      this.#caption.textContent = `row ${m.row + 1}/${m.rows}`;
+      this.#emit('tessera-row', { row: m.row, rows: m.rows });
+    });
+    this.#job = job;
+    this.#caption.textContent = 'waiting for the engine…';
+    try {
+      const { png, tokens, stats } = await job.done;
+      this.#caption.textContent = `${tokens.length} tokens · ${(stats.ms / 1000).toFixed(1)} s`;
+      this.#emit('tessera-done', { blob: png, tokens: tokens.length, ms: stats.ms });
+      return png;
+    } catch (e) {
+      this.#fail(e);
+      throw e;
+    } finally {
+      this.#job = null;
+    }
+  }
+
+  /** Stops this element's generation between two tokens (or before it starts); `generate()` rejects with AbortError. */
+  cancel() {
+    if (this.#job) this.#client.cancel(this.#job.id);
+  }
+}
+
+if (!customElements.get('tessera-generator')) customElements.define('tessera-generator', TesseraGenerator);
