@@ -38,6 +38,7 @@ fn tiny_model(edit: impl FnOnce(&mut ModelConfig, &mut Vec<u8>)) -> PathBuf {
 
 struct Outcome {
     ok: bool,
+    stdout: String,
     stderr: String,
 }
 
@@ -48,6 +49,7 @@ fn tessera(args: &[&str]) -> Outcome {
         .unwrap();
     Outcome {
         ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
@@ -267,4 +269,200 @@ fn inspect_reports_size_and_hash() {
         text.contains(&format!("sha256: {expected}")) && text.contains("parameters: "),
         "{text}"
     );
+}
+
+#[test]
+fn the_prompt_policy_refuses_before_any_work_and_can_be_replaced() {
+    let model = tiny_model(|_, _| {});
+    let dir = temp_dir("policy");
+    let out = dir.join("x.png");
+    let (out_s, model_s) = (out.to_str().unwrap(), model.to_str().unwrap());
+    // Refused with the rule and the reason; an evasion (full-width, spaced out) is refused the same way.
+    for prompt in ["a beheading", "a ｂｅ ｈｅａｄｉｎｇ", "一张血腥的图片"] {
+        fails_with(
+            &["generate", prompt, "-o", out_s, "--model", model_s],
+            &out,
+            "refused by the prompt policy (rule `gore`",
+        );
+    }
+    let input = dir.join("in.png");
+    std::fs::write(&input, "not even read: the instruction is refused first").unwrap();
+    let edit = [
+        "edit",
+        input.to_str().unwrap(),
+        "make it n u d e",
+        "-o",
+        out_s,
+    ];
+    fails_with(&edit, &out, "rule `sexual`");
+
+    // Another policy: what it names is refused, what it does not is allowed.
+    let custom = dir.join("policy.json");
+    std::fs::write(
+        &custom,
+        r#"{"version":1,"rules":[{"id":"no-stars","category":"stars","reason":"no stars today","all":[["star*","星"]]}]}"#,
+    )
+    .unwrap();
+    let custom_s = custom.to_str().unwrap();
+    let star = ["generate", "a blue star", "-o", out_s, "--policy", custom_s];
+    fails_with(
+        &star,
+        &out,
+        "rule `no-stars`, stars, matched \"star*\"): no stars today",
+    );
+    let r = tessera(&["policy", "a beheading", "--policy", custom_s]);
+    assert!(r.ok, "{}", r.stderr);
+    let r = tessera(&["policy", "a red circle"]);
+    assert!(r.ok, "{}", r.stderr);
+    fails_with(&["policy", "a swastika"], &out, "rule `hate-symbols`");
+
+    // A broken policy file is an error, never a silent fall-back to no policy.
+    std::fs::write(&custom, r#"{"version":1,"rules":[{"id":"x"}]}"#).unwrap();
+    fails_with(
+        &["policy", "a red circle", "--policy", custom_s],
+        &out,
+        "the prompt policy is invalid",
+    );
+}
+
+#[test]
+fn verify_reads_the_claims_and_proves_them_by_regenerating() {
+    use tessera::provenance::{Provenance, png_with_provenance, read_xmp};
+    let model = tiny_model(|_, _| {});
+    let dir = temp_dir("verify");
+    let image = dir.join("a.png");
+    let (image_s, model_s) = (image.to_str().unwrap(), model.to_str().unwrap());
+    let prompt = "a red circle";
+    let r = tessera(&[
+        "generate", prompt, "-o", image_s, "--seed", "5", "--model", model_s,
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+
+    let r = tessera(&["verify", image_s]);
+    assert!(r.ok, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("trainedAlgorithmicMedia") && r.stdout.contains("seed 5"),
+        "{}",
+        r.stdout
+    );
+    let r = tessera(&["verify", image_s, "--prompt", prompt, "--model", model_s]);
+    assert!(r.ok, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("verdict: VERIFIED") && r.stdout.contains("0 of 49152 values differ"),
+        "{}",
+        r.stdout
+    );
+
+    let nothing = dir.join("never-written.png");
+    let verify = |file: &Path, needle: &str| {
+        let f = file.to_str().unwrap();
+        fails_with(
+            &["verify", f, "--prompt", prompt, "--model", model_s],
+            &nothing,
+            needle,
+        );
+    };
+    // The wrong prompt, another model, and an edit cannot be proven.
+    fails_with(
+        &["verify", image_s, "--prompt", "a blue circle"],
+        &nothing,
+        "not the one recorded",
+    );
+    let other = tiny_model(|_, w| {
+        let n = w.len();
+        w[n - 1] ^= 1;
+    });
+    let other_s = other.to_str().unwrap();
+    fails_with(
+        &["verify", image_s, "--prompt", prompt, "--model", other_s],
+        &nothing,
+        "cannot regenerate: the image was made by",
+    );
+
+    // Changed pixels, and forged claims, fail the comparison.
+    let bytes = std::fs::read(&image).unwrap();
+    let claims = Provenance::from_xmp(&read_xmp(&bytes).unwrap()).unwrap();
+    let mut rgb = image::load_from_memory(&bytes)
+        .unwrap()
+        .to_rgb8()
+        .into_raw();
+    let write = |name: &str, rgb: &[u8], claims: &Provenance| {
+        let path = dir.join(name);
+        std::fs::write(&path, png_with_provenance(rgb, 128, 128, claims)).unwrap();
+        path
+    };
+    let same = write("same.png", &rgb, &claims);
+    assert!(
+        tessera(&[
+            "verify",
+            same.to_str().unwrap(),
+            "--prompt",
+            prompt,
+            "--model",
+            model_s
+        ])
+        .ok
+    );
+    let mut forged = claims.clone();
+    forged.settings.seed = 6;
+    verify(&write("forged.png", &rgb, &forged), "pixel values differ");
+    rgb[3 * (64 * 128 + 64)] ^= 0x80;
+    verify(
+        &write("touched.png", &rgb, &claims),
+        "1 pixel values differ",
+    );
+
+    // Stripped, truncated and non-PNG files get clear verdicts.
+    let stripped = dir.join("stripped.png");
+    image::load_from_memory(&bytes)
+        .unwrap()
+        .save(&stripped)
+        .unwrap();
+    verify(&stripped, "carries no provenance metadata");
+    let truncated = dir.join("truncated.png");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    verify(&truncated, "is not a readable PNG");
+    let text = dir.join("notes.png");
+    std::fs::write(&text, "hello").unwrap();
+    verify(&text, "is not a readable PNG");
+    let huge = dir.join("huge-xmp.png");
+    let mut big = claims.clone();
+    big.model_id = "x".repeat(5_000_000); // a 5 MB packet: read whole, judged on the pixels (still touched)
+    std::fs::write(&huge, png_with_provenance(&rgb, 128, 128, &big)).unwrap();
+    fails_with(
+        &[
+            "verify",
+            huge.to_str().unwrap(),
+            "--prompt",
+            prompt,
+            "--model",
+            model_s,
+        ],
+        &nothing,
+        "1 pixel values differ",
+    );
+
+    let edited = dir.join("b.png");
+    assert!(
+        tessera(&[
+            "edit",
+            image_s,
+            "make it blue",
+            "-o",
+            edited.to_str().unwrap(),
+            "--model",
+            model_s
+        ])
+        .ok
+    );
+    let edited_s = edited.to_str().unwrap();
+    let args = [
+        "verify",
+        edited_s,
+        "--prompt",
+        "make it blue",
+        "--model",
+        model_s,
+    ];
+    fails_with(&args, &nothing, "this image is an edit");
 }

@@ -35,6 +35,8 @@ const ADVICE = {
   DeviceError: 'The engine failed on this device. Reload the page to start it again.',
   DeviceLost: 'The app switched to the CPU and kept the conversation; press Regenerate to draw it again.',
   ModelMissing: 'The model files could not be downloaded. Check the connection and reload the page.',
+  PolicyRefused: 'Ask for a different picture; the conversation goes on.',
+  BadPolicy: 'The prompt policy file is not valid; the previous policy stays in force.',
   Busy: 'A picture is still being drawn: press Stop, or wait for it to finish.',
   WasmMissing: 'The app is not built: run `cargo xtask build-web`, then reload.',
 };

@@ -27,6 +27,17 @@ pub enum TesseraError {
     Image(String),
     #[error("the compute device failed: {0}")]
     Device(String),
+    #[error(
+        "this request is refused by the prompt policy (rule `{rule}`, {category}, matched {matched}): {reason}"
+    )]
+    Refused {
+        rule: String,
+        category: String,
+        reason: String,
+        matched: String,
+    },
+    #[error("the prompt policy is invalid: {0}")]
+    Policy(String),
 }
 
 impl TesseraError {
@@ -40,6 +51,8 @@ impl TesseraError {
             TesseraError::Config(_) => "BadConfig",
             TesseraError::Image(_) => "BadImage",
             TesseraError::Device(_) => "DeviceError",
+            TesseraError::Refused { .. } => "PolicyRefused",
+            TesseraError::Policy(_) => "BadPolicy",
         }
     }
 }

@@ -31,6 +31,26 @@ struct ModelArg {
 }
 
 #[derive(Args, Clone)]
+struct PolicyArg {
+    /// Prompt policy (JSON, the shape of crate/src/policy.json). Default: the bundled policy.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+}
+
+impl PolicyArg {
+    fn load(&self) -> Result<tessera::Policy, Box<dyn std::error::Error>> {
+        Ok(match &self.policy {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                tessera::Policy::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => tessera::Policy::default_policy(),
+        })
+    }
+}
+
+#[derive(Args, Clone)]
 struct SamplingArgs {
     /// 0 samples greedily; higher is more varied.
     #[arg(long, allow_negative_numbers = true, default_value_t = Settings::default().temperature)]
@@ -90,6 +110,8 @@ enum Command {
         sampling: SamplingArgs,
         #[command(flatten)]
         model: ModelArg,
+        #[command(flatten)]
+        policy: PolicyArg,
     },
     /// Edit an image with an instruction ("make the circle green").
     Edit {
@@ -104,6 +126,24 @@ enum Command {
         sampling: SamplingArgs,
         #[command(flatten)]
         model: ModelArg,
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
+    /// What an image says about where it came from, and whether that checks out. With --prompt it is
+    /// regenerated from the recorded model, seed and settings and the pixels are compared.
+    Verify {
+        image: PathBuf,
+        /// The prompt the image was made from: checked against the recorded hash, then regenerated.
+        #[arg(long)]
+        prompt: Option<String>,
+        #[command(flatten)]
+        model: ModelArg,
+    },
+    /// Check a prompt against the prompt policy: prints `allowed`, or the refusal and exits non-zero.
+    Policy {
+        prompt: String,
+        #[command(flatten)]
+        policy: PolicyArg,
     },
     /// Write an UNTRAINED model folder (random weights) of a preset architecture, for tests and for trying a
     /// configuration end to end before training it.
@@ -189,6 +229,107 @@ fn load_model(arg: &ModelArg) -> Result<Arc<Model>, TesseraError> {
         );
     }
     Ok(Arc::new(model))
+}
+
+/// Largest per-value difference between an image and its regeneration that still counts as the same image:
+/// float sums may round differently on another machine (thread count, SIMD width).
+const REGENERATION_TOLERANCE: u8 = 2;
+
+/// `tessera verify`: prints the claims, then (with a prompt) regenerates and compares. A claim that does not
+/// check out is an error (non-zero exit) after the report.
+fn verify(
+    path: &Path,
+    prompt: Option<&str>,
+    model: &ModelArg,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let shown = path.display();
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let pixels = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png)
+        .map_err(|e| format!("{shown} is not a readable PNG image ({e})"))?
+        .to_rgb8();
+    let xmp = tessera::provenance::read_xmp(&bytes)
+        .ok_or_else(|| format!("{shown} carries no provenance metadata: nothing to verify"))?;
+    let claims = Provenance::from_xmp(&xmp)
+        .map_err(|e| format!("{shown}: the provenance metadata is not valid: {e}"))?;
+    let s = &claims.settings;
+    println!(
+        "image: {shown} ({}×{} PNG)",
+        pixels.width(),
+        pixels.height()
+    );
+    println!(
+        "claims: made by an AI model (IPTC trainedAlgorithmicMedia): {} (weights sha256 {})",
+        claims.model_id, claims.model_sha256
+    );
+    println!(
+        "        seed {}, temperature {}, top-k {}, top-p {}, guidance {}; prompt sha256 {}",
+        s.seed,
+        s.temperature,
+        s.top_k.map_or("all".into(), |k| k.to_string()),
+        s.top_p,
+        s.cfg,
+        claims.prompt_sha256
+    );
+    println!("signature: none (no C2PA manifest: the claims above are unsigned)");
+    let Some(prompt) = prompt else {
+        println!(
+            "verdict: claims read; pass --prompt \"…\" to check them by regenerating the image"
+        );
+        return Ok(());
+    };
+    if tessera::model::sha256_hex(prompt.as_bytes()) != claims.prompt_sha256 {
+        return Err(
+            "not verified: that prompt is not the one recorded in the image (its sha256 differs)"
+                .into(),
+        );
+    }
+    println!("prompt: matches the recorded sha256");
+    if claims.source_sha256.is_some() {
+        return Err("cannot regenerate: this image is an edit, and the tokens of the image it edited are not in the file".into());
+    }
+    let model = load_model(model)?;
+    if model.sha256 != claims.model_sha256 {
+        return Err(format!(
+            "cannot regenerate: the image was made by {} (sha256 {}), the model here is {} (sha256 {}); pass --model with the recorded one",
+            claims.model_id, claims.model_sha256, model.config.model_id, model.sha256
+        )
+        .into());
+    }
+    let mut generation = Generation::new(model.clone(), prompt, None, claims.settings.clone())?;
+    while pollster::block_on(generation.step())?.is_some() {}
+    let again = generation.image();
+    let size = model.config.image_size as u32;
+    if (pixels.width(), pixels.height()) != (size, size) {
+        return Err(format!(
+            "not verified: the image is {}×{}, the model draws {size}×{size}",
+            pixels.width(),
+            pixels.height()
+        )
+        .into());
+    }
+    let diffs: Vec<u8> = pixels
+        .as_raw()
+        .iter()
+        .zip(again)
+        .map(|(a, b)| a.abs_diff(*b))
+        .collect();
+    let changed = diffs
+        .iter()
+        .filter(|&&d| d > REGENERATION_TOLERANCE)
+        .count();
+    let worst = diffs.iter().copied().max().unwrap_or(0);
+    println!(
+        "pixels: regenerated with the recorded model, seed and settings; {changed} of {} values differ by more than {REGENERATION_TOLERANCE} levels (largest difference {worst})",
+        diffs.len()
+    );
+    if changed > 0 {
+        return Err(format!(
+            "not verified: {changed} pixel values differ from the regeneration (the pixels were changed, or the claims are not this image's)"
+        )
+        .into());
+    }
+    println!("verdict: VERIFIED: this model, prompt, seed and settings make exactly this image");
+    Ok(())
 }
 
 fn generate(
@@ -306,9 +447,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             out,
             sampling,
             model,
+            policy,
         } => {
             let settings = sampling.settings(seed);
             settings.validate()?;
+            policy.load()?.check(&prompt)?;
             let model = load_model(&model)?;
             generate(&model, &prompt, None, settings, &out)
         }
@@ -319,9 +462,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             out,
             sampling,
             model,
+            policy,
         } => {
             let settings = sampling.settings(seed);
             settings.validate()?;
+            policy.load()?.check(&instruction)?;
             let bytes = std::fs::read(&input)
                 .map_err(|e| format!("cannot read {}: {e}", input.display()))?;
             let model = load_model(&model)?;
@@ -329,6 +474,16 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .map_err(|e| format!("{}: {e}", input.display()))?;
             let context = pollster::block_on(model.encode_rgb(&rgb))?;
             generate(&model, &instruction, Some(&context), settings, &out)
+        }
+        Command::Verify {
+            image,
+            prompt,
+            model,
+        } => verify(&image, prompt.as_deref(), &model),
+        Command::Policy { prompt, policy } => {
+            policy.load()?.check(&prompt)?;
+            println!("allowed");
+            Ok(())
         }
         Command::Init { preset, seed, out } => {
             let mut config = match preset {

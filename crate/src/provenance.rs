@@ -76,6 +76,58 @@ impl Provenance {
     }
 }
 
+impl Provenance {
+    /// The claims of an XMP packet this engine wrote (the `tessera:` attributes and the IPTC source type).
+    /// Reads attributes only; a packet without them, or with a malformed value, is an error that says which.
+    pub fn from_xmp(xmp: &str) -> Result<Self, String> {
+        let attr = |name: &str| -> Result<String, String> {
+            let key = format!("{name}=\"");
+            let start = xmp
+                .find(&key)
+                .ok_or(format!("the metadata has no {name}"))?
+                + key.len();
+            let len = xmp[start..]
+                .find('"')
+                .ok_or(format!("{name} is not closed"))?;
+            Ok(xml_unescape(&xmp[start..start + len]))
+        };
+        let number = |name: &str| -> Result<f32, String> {
+            attr(name)?
+                .parse()
+                .map_err(|_| format!("{name} is not a number"))
+        };
+        if attr("Iptc4xmpExt:DigitalSourceType")? != DIGITAL_SOURCE_TYPE {
+            return Err("the digital source type is not trainedAlgorithmicMedia".into());
+        }
+        let top_k = match attr("tessera:TopK")?.as_str() {
+            "none" => None,
+            k => Some(k.parse().map_err(|_| "tessera:TopK is not a number")?),
+        };
+        Ok(Provenance {
+            model_id: attr("tessera:Model")?,
+            model_sha256: attr("tessera:ModelSha256")?,
+            settings: Settings {
+                seed: attr("tessera:Seed")?
+                    .parse()
+                    .map_err(|_| "tessera:Seed is not a number")?,
+                temperature: number("tessera:Temperature")?,
+                top_k,
+                top_p: number("tessera:TopP")?,
+                cfg: number("tessera:Cfg")?,
+            },
+            prompt_sha256: attr("tessera:PromptSha256")?,
+            source_sha256: attr("tessera:SourceTokensSha256").ok(),
+        })
+    }
+}
+
+fn xml_unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
 fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -147,5 +199,31 @@ mod tests {
         );
         let img = image::load_from_memory(&png).unwrap();
         assert_eq!((img.width(), img.height()), (4, 4));
+    }
+
+    #[test]
+    fn the_claims_read_back_exactly() {
+        let settings = Settings {
+            seed: 9,
+            temperature: 0.7,
+            top_k: Some(40),
+            top_p: 0.95,
+            cfg: 3.0,
+        };
+        for source in [None, Some(&[1u32, 2, 3][..])] {
+            let p = Provenance::new("a&\"b", "f00d", &settings, "x", source);
+            assert_eq!(Provenance::from_xmp(&p.xmp()), Ok(p));
+        }
+        let forged = Provenance::new("m", "ab", &settings, "x", None)
+            .xmp()
+            .replace("tessera:Seed=\"9\"", "tessera:Seed=\"nine\"");
+        assert_eq!(
+            Provenance::from_xmp(&forged),
+            Err("tessera:Seed is not a number".into())
+        );
+        assert_eq!(
+            Provenance::from_xmp("<x/>"),
+            Err("the metadata has no Iptc4xmpExt:DigitalSourceType".into())
+        );
     }
 }

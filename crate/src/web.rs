@@ -16,6 +16,7 @@ use wasm_bindgen::prelude::*;
 use crate::error::TesseraError;
 use crate::generator::{Generation, decode_tokens};
 use crate::model::Model;
+use crate::policy::Policy;
 use crate::provenance::{Provenance, png_with_provenance};
 use crate::sampler::Settings;
 
@@ -61,6 +62,8 @@ struct State {
 #[wasm_bindgen]
 pub struct Engine {
     state: RefCell<State>,
+    /// Checked before every generation and edit.
+    policy: RefCell<Policy>,
     backend: String,
     /// Why WebGPU is not used, when it is not.
     fallback_reason: Option<String>,
@@ -108,9 +111,18 @@ impl Engine {
                 prompt: String::new(),
                 context: None,
             }),
+            policy: RefCell::new(Policy::default_policy()),
             backend: backend.into(),
             fallback_reason,
         })
+    }
+
+    /// Replace the prompt policy (JSON of the shape of `crate/src/policy.json`); a bad one is refused and the
+    /// current policy stays.
+    #[wasm_bindgen(js_name = setPolicy)]
+    pub fn set_policy(&self, json: &str) -> Result<(), JsValue> {
+        *self.policy.borrow_mut() = Policy::from_json(json).map_err(js_error)?;
+        Ok(())
     }
 
     /// `"webgpu"` or `"cpu"`.
@@ -153,6 +165,7 @@ impl Engine {
         top_p: f32,
         cfg: f32,
     ) -> Result<(), JsValue> {
+        self.policy.borrow().check(&prompt).map_err(js_error)?;
         let mut s = self.state.borrow_mut();
         let settings = Settings {
             seed: seed as u64,

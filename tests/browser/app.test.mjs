@@ -159,16 +159,20 @@ test('bad prompts are refused with a reason and lose nothing', async () => {
   await send(page, 'a photo of a cat');
   assert.match(await turns(page).nth(0).textContent(), /only knows shapes/);
   assert.equal(await finalState(page, 0), 'done');
+  // The prompt policy: refused before any work, the rule and the reason on the turn, an evasion too.
+  await send(page, 'a ｎ ｕ ｄ ｅ figure');
+  assert.equal(await finalState(page, 1), 'error');
+  assert.match(await turns(page).nth(1).textContent(), /refused by the prompt policy \(rule `sexual`.*Ask for a different picture/);
   // A setting out of range: the engine names it, the turn says so, and the next one works.
   await page.locator('details.settings summary').click();
   await page.getByTestId('top-p').fill('0');
   await send(page, PROMPT);
-  assert.equal(await finalState(page, 1), 'error');
-  assert.match(await turns(page).nth(1).textContent(), /top-p 0 is invalid/);
+  assert.equal(await finalState(page, 2), 'error');
+  assert.match(await turns(page).nth(2).textContent(), /top-p 0 is invalid/);
   await page.getByTestId('top-p').fill('0.9');
   await send(page, PROMPT);
-  assert.equal(await finalState(page, 2), 'done');
-  assert.equal(await turns(page).count(), 3);
+  assert.equal(await finalState(page, 3), 'done');
+  assert.equal(await turns(page).count(), 4);
   await context.close();
 });
 
