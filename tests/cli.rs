@@ -110,6 +110,21 @@ fn generates_a_png_that_states_its_provenance() {
     let img = image::load_from_memory(&png).unwrap();
     assert_eq!(img.width(), 128);
 
+    // A reader no one here wrote: exiftool (Debian's libimage-exiftool-perl, installed by `cargo xtask test`).
+    let exif = Command::new("exiftool")
+        .args(["-j", "-XMP-iptcExt:DigitalSourceType", "-XMP:Seed"])
+        .arg(&out)
+        .output()
+        .expect("exiftool is installed (cargo xtask test installs libimage-exiftool-perl)");
+    let json = String::from_utf8_lossy(&exif.stdout);
+    assert!(
+        json.contains(&format!(
+            "\"DigitalSourceType\": \"{}\"",
+            tessera::provenance::DIGITAL_SOURCE_TYPE
+        )) && json.contains("\"Seed\": 3"),
+        "{json}"
+    );
+
     // Editing that image works too, and records what it edited.
     let edited = out.with_file_name("b.png");
     let r = tessera(&[

@@ -102,6 +102,7 @@ fn test() -> Result<(), String> {
         "libvulkan1",
         "chromium",
         "fonts-noto-cjk",
+        "libimage-exiftool-perl",
     ])?;
     run("cargo", &["fmt", "--all", "--", "--check"])?;
     // Every test target, natively, with the wgpu backend (for the lavapipe test) and clippy's lints. Vulkan's
