@@ -4,6 +4,7 @@
 
 import { ToWorker, FromWorker, advice } from './protocol.js';
 import { EngineClient } from './engine.js';
+import { MADE_HERE, closest, remember, thumbnail } from './made-here.js';
 
 const $ = (sel) => document.querySelector(`[data-testid="${sel}"]`);
 const EXAMPLES = [
@@ -156,6 +157,104 @@ function finish(m, how) {
   setTurnState(turn, how);
   endRun();
   updateEditToggle();
+  if (how === 'done' && turn.kind !== 'upload') rememberTurn(turn);
+}
+
+const hex = (buffer) => [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, '0')).join('');
+const sha256 = async (bytes) => hex(await crypto.subtle.digest('SHA-256', bytes));
+
+/** Adds a finished picture to this browser's private "made here" index. */
+async function rememberTurn(turn) {
+  try {
+    await remember({
+      thumb: thumbnail(turn.canvas),
+      tokensSha256: await sha256(new Uint32Array(turn.tokens)),
+      modelId: state.info.modelId,
+      prompt: turn.prompt,
+    });
+    turn.li.dataset.remembered = 'true';
+  } catch (e) {
+    turn.li.dataset.remembered = 'false'; // no IndexedDB (private mode): "made here?" cannot answer for it
+  }
+}
+
+/**
+ * "Check an image": what the file claims (its provenance metadata), whether this browser made it (the
+ * private index, robust to JPEG and light crops), and, given the prompt, whether regenerating it from the
+ * recorded seed and settings gives the same pixels.
+ */
+async function checkImage(file, prompt) {
+  const out = $('check-result');
+  const say = (lines, verdict) => { out.textContent = lines.join('\n'); out.dataset.verdict = verdict; };
+  if (!file.type.startsWith('image/')) return say([`${file.name} is not an image.`], 'error');
+  const lines = [];
+  const bytes = await file.arrayBuffer();
+  let claims = null;
+  try {
+    claims = file.type === 'image/png' ? await engine.inspect(bytes.slice(0)) : null;
+  } catch (e) {
+    return say([`${file.name}: ${e.message}.`], 'error');
+  }
+  lines.push(claims
+    ? `Claims: made by an AI model (IPTC trainedAlgorithmicMedia): ${claims.modelId} (weights sha256 ${claims.modelSha256.slice(0, 12)}…), seed ${claims.seed}, temperature ${claims.temperature}, top-p ${claims.topP}, guidance ${claims.cfg}. Not signed.`
+    : 'Claims: none (no provenance metadata: stripped, re-saved, or not made by Tessera).');
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(new Blob([bytes], { type: file.type }));
+  } catch {
+    return say([...lines, `${file.name} could not be decoded.`], 'error');
+  }
+  const match = await closest(thumbnail(bitmap)).catch(() => ({ entry: null, score: 0 }));
+  const madeHere = match.entry && match.score >= MADE_HERE;
+  lines.push(madeHere
+    ? `Made here: yes, it matches a picture this browser drew on ${new Date(match.entry.at).toLocaleString()} from “${match.entry.prompt}” (similarity ${match.score.toFixed(2)}).`
+    : `Made here: no picture this browser drew matches it${match.entry ? ` (closest similarity ${match.score.toFixed(2)})` : ''}.`);
+  let verdict = madeHere ? 'made-here' : 'unknown';
+  if (claims && prompt) {
+    const regenerated = await regenerate(claims, prompt, bitmap);
+    lines.push(regenerated.line);
+    verdict = regenerated.verdict;
+  } else if (claims) {
+    lines.push('Type the prompt it was made from to check the claims by regenerating it.');
+  }
+  return say(lines, verdict);
+}
+
+/** Regenerates a picture from its claims and the prompt, and compares pixels (as `tessera verify` does). */
+async function regenerate(claims, prompt, bitmap) {
+  if ((await sha256(new TextEncoder().encode(prompt))) !== claims.promptSha256) {
+    return { line: 'Regenerated: no, that prompt is not the one recorded in the image.', verdict: 'not-verified' };
+  }
+  if (claims.sourceTokensSha256) return { line: 'Regenerated: no, it is an edit of another image.', verdict: 'unknown' };
+  if (claims.modelSha256 !== state.info.sha256) {
+    return { line: `Regenerated: no, it was made by ${claims.modelId}, and ${state.info.modelId} is loaded.`, verdict: 'unknown' };
+  }
+  if (state.running) return { line: `Regenerated: not now, ${advice('Busy')}`, verdict: 'unknown' };
+  const settings = { seed: claims.seed, temperature: claims.temperature, topK: claims.topK ?? null, topP: claims.topP, cfg: claims.cfg };
+  state.running = 'check'; // the engine is busy: sends wait, as for any generation
+  $('send').disabled = true;
+  let png;
+  try {
+    ({ png } = await engine.generate({ prompt, settings }).done);
+  } finally {
+    endRun();
+  }
+  const again = await createImageBitmap(png);
+  const pixels = (image) => {
+    const c = new OffscreenCanvas(image.width, image.height);
+    const ctx = c.getContext('2d');
+    ctx.drawImage(image, 0, 0);
+    return ctx.getImageData(0, 0, image.width, image.height).data;
+  };
+  if (bitmap.width !== again.width || bitmap.height !== again.height) {
+    return { line: `Regenerated: the sizes differ (${bitmap.width}×${bitmap.height} vs ${again.width}×${again.height}).`, verdict: 'not-verified' };
+  }
+  const [a, b] = [pixels(bitmap), pixels(again)];
+  let changed = 0;
+  for (let i = 0; i < a.length; i++) if (i % 4 !== 3 && Math.abs(a[i] - b[i]) > 2) changed++;
+  return changed === 0
+    ? { line: 'Regenerated from the recorded model, seed and settings: the same pixels. Verified.', verdict: 'verified' }
+    : { line: `Regenerated: ${changed} pixel values differ, so the pixels were changed or the claims are not this image's.`, verdict: 'not-verified' };
 }
 
 /** The last turn whose image is complete and made by the loaded model: what a follow-up edits. */
@@ -353,4 +452,9 @@ async function setupOffline() {
 
 setup();
 setupModelPanel();
+$('check-file').addEventListener('change', (e) => {
+  const file = e.target.files[0];
+  e.target.value = '';
+  if (file) checkImage(file, $('check-prompt').value.trim()).catch((err) => { $('check-result').textContent = err.message; });
+});
 setupOffline();

@@ -101,6 +101,20 @@ export class EngineClient {
     }
   }
 
+  /** An image's provenance claims (`null` when it has none); rejects with a named Error for an unreadable file. */
+  inspect(bytes) {
+    const id = this.nextId();
+    return new Promise((resolve, reject) => {
+      const off = this.subscribe((m) => {
+        if (m.type !== FromWorker.INSPECTED || m.id !== id) return;
+        off();
+        if (m.name) reject(named(m.name, m.message));
+        else resolve(m.claims);
+      });
+      this.post({ type: ToWorker.INSPECT, id, bytes }, [bytes]);
+    });
+  }
+
   /** Stops generation `id` between two tokens, or drops it from the queue. */
   cancel(id) {
     if (this.#running === id) this.post({ type: ToWorker.CANCEL, id });

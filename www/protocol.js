@@ -8,6 +8,7 @@ export const ToWorker = Object.freeze({
   CANCEL: 'cancel', // {id}
   ENCODE: 'encode', // {id, bytes: ArrayBuffer}
   LOSE_DEVICE: 'lose-device', // {}: destroy the WebGPU device, as a driver reset would (tests, scripting)
+  INSPECT: 'inspect', // {id, bytes: ArrayBuffer}: read an image's provenance claims
   REPLACE: 'replace', // {source: {url} | {files: {config, weights: ArrayBuffer, sha256: string, name}}}
 });
 
@@ -21,6 +22,7 @@ export const FromWorker = Object.freeze({
   ENCODED: 'encoded', // {id, tokens, rgba, size}
   ERROR: 'error', // {id?, name, message}
   DEVICE_LOST: 'device-lost', // {id?, message}: the GPU is gone; the page restarts the engine on the CPU
+  INSPECTED: 'inspected', // {id, claims: object|null} or {id, name, message} when the file is unreadable
   REFUSED: 'refused', // {name, message}: a REPLACE model was not accepted; the current model stays loaded
 });
 

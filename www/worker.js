@@ -178,6 +178,15 @@ async function generate({ id, prompt, context, settings }) {
   }
 }
 
+async function inspect({ id, bytes }) {
+  try {
+    await loadWasm();
+    post({ type: FromWorker.INSPECTED, id, claims: wasm.readProvenance(new Uint8Array(bytes)) });
+  } catch (e) {
+    post({ type: FromWorker.INSPECTED, id, name: errorName(e, 'BadImage'), message: e.message ?? String(e) });
+  }
+}
+
 async function encode({ id, bytes }) {
   if (!engine) return fail(id, 'ModelMissing', 'the model is not loaded yet');
   try {
@@ -196,6 +205,7 @@ self.onmessage = ({ data }) => {
     case ToWorker.CANCEL: if (current && current.id === data.id) current.cancelled = true; return undefined;
     case ToWorker.ENCODE: return encode(data);
     case ToWorker.REPLACE: return replace(data);
+    case ToWorker.INSPECT: return inspect(data);
     case ToWorker.LOSE_DEVICE: return gpuDevice?.destroy();
     default: return fail(data.id ?? null, 'Protocol', `unknown message type ${data.type}`);
   }

@@ -262,6 +262,33 @@ impl Engine {
     }
 }
 
+/// What a PNG claims about where it came from (its XMP provenance): `{modelId, modelSha256, seed,
+/// temperature, topK, topP, cfg, promptSha256, sourceTokensSha256?}`; `null` when it carries none. Throws a
+/// `BadImage` error for a file that is not a readable PNG and for malformed claims.
+#[wasm_bindgen(js_name = readProvenance)]
+pub fn read_provenance(bytes: &[u8]) -> Result<JsValue, JsValue> {
+    let bad = |why: String| js_error(TesseraError::Image(why));
+    png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .map_err(|e| bad(format!("not a readable PNG ({e})")))?;
+    let Some(xmp) = crate::provenance::read_xmp(bytes) else {
+        return Ok(JsValue::NULL);
+    };
+    let p =
+        Provenance::from_xmp(&xmp).map_err(|e| bad(format!("its provenance is malformed: {e}")))?;
+    let o = Object::new();
+    set(&o, "modelId", p.model_id.as_str());
+    set(&o, "modelSha256", p.model_sha256.as_str());
+    set(&o, "seed", p.settings.seed as f64);
+    set(&o, "temperature", p.settings.temperature);
+    set(&o, "topK", p.settings.top_k.map(|k| k as u32));
+    set(&o, "topP", p.settings.top_p);
+    set(&o, "cfg", p.settings.cfg);
+    set(&o, "promptSha256", p.prompt_sha256.as_str());
+    set(&o, "sourceTokensSha256", p.source_sha256);
+    Ok(o.into())
+}
+
 fn rgba(rgb: &[u8]) -> Vec<u8> {
     rgb.chunks_exact(3)
         .flat_map(|p| [p[0], p[1], p[2], 255])
