@@ -112,7 +112,12 @@ fn generates_a_png_that_states_its_provenance() {
 
     // A reader no one here wrote: exiftool (Debian's libimage-exiftool-perl, installed by `cargo xtask test`).
     let exif = Command::new("exiftool")
-        .args(["-j", "-XMP-iptcExt:DigitalSourceType", "-XMP:Seed"])
+        .args([
+            "-j",
+            "-XMP-iptcExt:DigitalSourceType",
+            "-XMP:Seed",
+            "-XMP-xmp:CreateDate",
+        ])
         .arg(&out)
         .output()
         .expect("exiftool is installed (cargo xtask test installs libimage-exiftool-perl)");
@@ -121,7 +126,8 @@ fn generates_a_png_that_states_its_provenance() {
         json.contains(&format!(
             "\"DigitalSourceType\": \"{}\"",
             tessera::provenance::DIGITAL_SOURCE_TYPE
-        )) && json.contains("\"Seed\": 3"),
+        )) && json.contains("\"Seed\": 3")
+            && json.contains("\"CreateDate\": \"20"),
         "{json}"
     );
 
@@ -356,7 +362,9 @@ fn verify_reads_the_claims_and_proves_them_by_regenerating() {
     let r = tessera(&["verify", image_s]);
     assert!(r.ok, "{}", r.stderr);
     assert!(
-        r.stdout.contains("trainedAlgorithmicMedia") && r.stdout.contains("seed 5"),
+        r.stdout.contains("trainedAlgorithmicMedia")
+            && r.stdout.contains("seed 5")
+            && r.stdout.contains("created 20"),
         "{}",
         r.stdout
     );

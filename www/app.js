@@ -196,7 +196,7 @@ async function checkImage(file, prompt) {
     return say([`${file.name}: ${e.message}.`], 'error');
   }
   lines.push(claims
-    ? `Claims: made by an AI model (IPTC trainedAlgorithmicMedia): ${claims.modelId} (weights sha256 ${claims.modelSha256.slice(0, 12)}…), seed ${claims.seed}, temperature ${claims.temperature}, top-p ${claims.topP}, guidance ${claims.cfg}. Not signed.`
+    ? `Claims: made by an AI model (IPTC trainedAlgorithmicMedia): ${claims.modelId} (weights sha256 ${claims.modelSha256.slice(0, 12)}…), seed ${claims.seed}, temperature ${claims.temperature}, top-p ${claims.topP}, guidance ${claims.cfg}${claims.created ? `, made ${new Date(claims.created).toLocaleString()}` : ''}. Not signed.`
     : 'Claims: none (no provenance metadata: stripped, re-saved, or not made by Tessera).');
   let bitmap;
   try {

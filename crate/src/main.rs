@@ -270,6 +270,9 @@ fn verify(
         s.cfg,
         claims.prompt_sha256
     );
+    if let Some(created) = &claims.created {
+        println!("        created {created}");
+    }
     println!("signature: none (no C2PA manifest: the claims above are unsigned)");
     let Some(prompt) = prompt else {
         println!(
@@ -362,7 +365,8 @@ fn generate(
         &settings,
         prompt,
         context,
-    );
+    )
+    .created_at(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
     write_atomically(
         out,
         &png_with_provenance(generation.image(), size, size, &provenance),

@@ -1,7 +1,8 @@
 //! Provenance for every image the engine writes: an XMP packet in a PNG `iTXt` chunk (keyword
 //! `XML:com.adobe.xmp`, the place exiftool and other readers look) stating the IPTC digital source type
-//! `trainedAlgorithmicMedia`, the model id and weights hash, the seed and sampling settings, and a hash of the
-//! prompt (not the prompt itself: the image should not leak what was typed).
+//! `trainedAlgorithmicMedia`, the model id and weights hash, the seed and sampling settings, a hash of the
+//! prompt (not the prompt itself: the image should not leak what was typed), and when it was made
+//! (`xmp:CreateDate`, set by the front door that knows the clock).
 
 use crate::model::sha256_hex;
 use crate::sampler::Settings;
@@ -19,6 +20,8 @@ pub struct Provenance {
     pub prompt_sha256: String,
     /// For edits: sha256 of the edited image's tokens (little-endian u32s).
     pub source_sha256: Option<String>,
+    /// When the image was made, RFC 3339 in UTC.
+    pub created: Option<String>,
 }
 
 impl Provenance {
@@ -36,7 +39,14 @@ impl Provenance {
             prompt_sha256: sha256_hex(prompt.as_bytes()),
             source_sha256: source
                 .map(|t| sha256_hex(&t.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<_>>())),
+            created: None,
         }
+    }
+
+    /// The same claims with the time the image was made (RFC 3339, UTC).
+    pub fn created_at(mut self, rfc3339: impl Into<String>) -> Self {
+        self.created = Some(rfc3339.into());
+        self
     }
 
     /// The XMP packet.
@@ -46,6 +56,9 @@ impl Provenance {
         let source = self.source_sha256.as_ref().map_or(String::new(), |h| {
             format!("\n      tessera:SourceTokensSha256=\"{h}\"")
         });
+        let created = self.created.as_ref().map_or(String::new(), |t| {
+            format!("\n      xmp:CreateDate=\"{}\"", xml_escape(t))
+        });
         format!(
             r#"<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?>
 <x:xmpmeta xmlns:x="adobe:ns:meta/">
@@ -53,6 +66,7 @@ impl Provenance {
     <rdf:Description rdf:about=""
       xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
       xmlns:tessera="https://tessera.invalid/ns/1.0/"
+      xmlns:xmp="http://ns.adobe.com/xap/1.0/"
       Iptc4xmpExt:DigitalSourceType="{DIGITAL_SOURCE_TYPE}"
       tessera:Model="{}"
       tessera:ModelSha256="{}"
@@ -61,7 +75,7 @@ impl Provenance {
       tessera:TopK="{top_k}"
       tessera:TopP="{}"
       tessera:Cfg="{}"
-      tessera:PromptSha256="{}"{source}/>
+      tessera:PromptSha256="{}"{source}{created}/>
   </rdf:RDF>
 </x:xmpmeta>
 <?xpacket end="r"?>"#,
@@ -117,6 +131,7 @@ impl Provenance {
             },
             prompt_sha256: attr("tessera:PromptSha256")?,
             source_sha256: attr("tessera:SourceTokensSha256").ok(),
+            created: attr("xmp:CreateDate").ok(),
         })
     }
 }
@@ -211,7 +226,8 @@ mod tests {
             cfg: 3.0,
         };
         for source in [None, Some(&[1u32, 2, 3][..])] {
-            let p = Provenance::new("a&\"b", "f00d", &settings, "x", source);
+            let p = Provenance::new("a&\"b", "f00d", &settings, "x", source)
+                .created_at("2026-11-28T12:00:00Z");
             assert_eq!(Provenance::from_xmp(&p.xmp()), Ok(p));
         }
         let forged = Provenance::new("m", "ab", &settings, "x", None)

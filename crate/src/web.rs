@@ -239,7 +239,8 @@ impl Engine {
             g.settings(),
             &s.prompt,
             s.context.as_deref(),
-        );
+        )
+        .created_at(String::from(js_sys::Date::new_0().to_iso_string()));
         let size = c.image_size as u32;
         Ok(Uint8Array::from(
             png_with_provenance(g.image(), size, size, &p).as_slice(),
@@ -286,6 +287,7 @@ pub fn read_provenance(bytes: &[u8]) -> Result<JsValue, JsValue> {
     set(&o, "cfg", p.settings.cfg);
     set(&o, "promptSha256", p.prompt_sha256.as_str());
     set(&o, "sourceTokensSha256", p.source_sha256);
+    set(&o, "created", p.created);
     Ok(o.into())
 }
 

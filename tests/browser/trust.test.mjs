@@ -56,6 +56,7 @@ test('an image is checked: its claims, whether it was made here (JPEG, crop), an
 
   const proven = await check(page, 'tessera-1.png', 'image/png', files.png, PROMPT);
   assert.match(proven.text, /Claims: made by an AI model \(IPTC trainedAlgorithmicMedia\): tessera-tiny .* seed 11/);
+  assert.match(proven.text, /guidance 2, made \S/, 'the creation time is read back');
   assert.match(proven.text, /Made here: yes, .* from “a big red circle/);
   assert.match(proven.text, /the same pixels\. Verified/);
   assert.equal(proven.verdict, 'verified');
