@@ -3,7 +3,7 @@
 // error and cancel; the worker only ever holds the model.
 
 import { ToWorker, FromWorker, advice } from './protocol.js';
-import { EngineClient } from './engine.js';
+import { DEFAULT_MODEL, EngineClient, modelFolder } from './engine.js';
 import { MADE_HERE, closest, remember, thumbnail } from './made-here.js';
 
 const $ = (sel) => document.querySelector(`[data-testid="${sel}"]`);
@@ -21,7 +21,7 @@ const MAX_PROMPT_CHARS = 600;
 const MAX_UPLOAD_BYTES = 64 * 1024 * 1024;
 
 const params = new URLSearchParams(location.search);
-const modelUrl = new URL(params.get('model') ?? 'models/tessera-shapes/', location.href).href;
+const modelUrl = params.has('model') ? modelFolder(params.get('model'), location.href) : DEFAULT_MODEL;
 const preferGpu = params.get('backend') !== 'cpu';
 
 const state = {
@@ -409,7 +409,7 @@ function setupModelPanel() {
     const url = new URL(text, location.href);
     // The page's Content-Security-Policy keeps every request on this site; say so rather than fail obscurely.
     if (url.origin !== location.origin) return refuse(`${url.origin} is another site, and this app only reads models from ${location.origin}; download the model's files and pick them instead`);
-    return replace({ url: url.href.endsWith('/') ? url.href : url.href.replace(/\/(config\.json)?$/, '') + '/' });
+    return replace({ url: modelFolder(text, location.href) });
   });
   $('model-files').addEventListener('change', async (e) => {
     const files = [...e.target.files];

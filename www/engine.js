@@ -6,6 +6,18 @@ import { ToWorker, FromWorker } from './protocol.js';
 
 const named = (name, message) => Object.assign(new Error(message), { name });
 
+/** The bundled default model's folder. */
+export const DEFAULT_MODEL = new URL('../models/tessera-shapes/', import.meta.url).href;
+
+/** A model folder's URL, ending in `/`, from the address of the folder or of its config.json (relative to `base`). */
+export function modelFolder(address, base) {
+  const url = new URL(address, base);
+  url.search = '';
+  url.hash = '';
+  const href = url.href.replace(/config\.json$/, '');
+  return href.endsWith('/') ? href : `${href}/`;
+}
+
 export class EngineClient {
   #worker = null;
   #listeners = new Set();

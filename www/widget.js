@@ -12,9 +12,8 @@
 // Styles live in the element's shadow root: nothing leaks in or out (style it through `::part(canvas)` and
 // `::part(caption)`).
 
-import { EngineClient } from './engine.js';
+import { DEFAULT_MODEL, EngineClient, modelFolder } from './engine.js';
 
-const DEFAULT_MODEL = new URL('../models/tessera-shapes/', import.meta.url).href;
 const clients = new Map(); // model folder URL → EngineClient
 
 function clientFor(folder) {
@@ -22,14 +21,8 @@ function clientFor(folder) {
   return clients.get(folder);
 }
 
-/** A model attribute (folder or its config.json, relative to the page) → the folder's URL ending in `/`. */
-function modelFolder(attribute) {
-  const url = new URL(attribute || DEFAULT_MODEL, document.baseURI);
-  url.search = '';
-  url.hash = '';
-  const href = url.href.replace(/config\.json$/, '');
-  return href.endsWith('/') ? href : `${href}/`;
-}
+/** The folder of an element's `model` attribute (relative to the page), or the bundled model's. */
+const folderOf = (element) => modelFolder(element.getAttribute('model') || DEFAULT_MODEL, document.baseURI);
 
 const sheet = new CSSStyleSheet();
 sheet.replaceSync(`
@@ -88,7 +81,7 @@ class TesseraGenerator extends HTMLElement {
 
   /** Attach to the shared engine for this element's model; `tessera-ready` once it is loaded. */
   #connect() {
-    const client = clientFor(modelFolder(this.getAttribute('model')));
+    const client = clientFor(folderOf(this));
     if (client === this.#client) return;
     this.cancel();
     this.#client = client;
@@ -124,7 +117,7 @@ class TesseraGenerator extends HTMLElement {
 
   /** Draws `prompt` (or the `prompt` attribute); resolves to the PNG, rejects with a named Error. */
   async generate(prompt = this.getAttribute('prompt')) {
-    const client = this.#client ?? clientFor(modelFolder(this.getAttribute('model')));
+    const client = this.#client ?? clientFor(folderOf(this));
     if (this.#job) {
       const e = Object.assign(new Error('this element is already drawing; call cancel() first'), { name: 'Busy' });
       this.#fail(e);
