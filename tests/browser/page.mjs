@@ -28,9 +28,15 @@ export async function ready(page) {
   await page.waitForFunction(() => document.querySelector('[data-testid="status"]').dataset.kind === 'ready', null, { timeout: 120_000 });
 }
 
-/** Waits until the status line has `kind` (`warn`, `error`, …) and returns its text. */
-export async function statusOf(page, kind) {
-  await page.waitForFunction((k) => document.querySelector('[data-testid="status"]').dataset.kind === k, kind, { timeout: 120_000 });
+/**
+ * Waits until the status line has `kind` (`warn`, `ready`, …) and text matching `pattern`, and returns the
+ * text. Waiting on the text too means an earlier status of the same kind is never taken for the new one.
+ */
+export async function statusMatching(page, kind, pattern) {
+  await page.waitForFunction(([k, source, flags]) => {
+    const el = document.querySelector('[data-testid="status"]');
+    return el.dataset.kind === k && new RegExp(source, flags).test(el.textContent);
+  }, [kind, pattern.source, pattern.flags], { timeout: 120_000 });
   return status(page).textContent();
 }
 
