@@ -36,15 +36,72 @@ fn tiny_model(edit: impl FnOnce(&mut ModelConfig, &mut Vec<u8>)) -> PathBuf {
     dir
 }
 
+/// The C2PA reference tool's report on a file, stdout and stderr (`cargo xtask test` installs the tool and
+/// names it in `C2PATOOL`).
+fn c2patool(file: &Path) -> String {
+    let tool = std::env::var("C2PATOOL").unwrap_or_else(|_| "c2patool".into());
+    let out = Command::new(&tool)
+        .arg(file)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool}: {e} (`cargo xtask test` installs c2patool)"));
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The chunks of a PNG: (type, whole chunk bytes including length and CRC).
+fn png_chunks(png: &[u8]) -> Vec<([u8; 4], &[u8])> {
+    let mut chunks = Vec::new();
+    let mut at = 8;
+    while at + 12 <= png.len() {
+        let len = u32::from_be_bytes(png[at..at + 4].try_into().unwrap()) as usize;
+        let kind = png[at + 4..at + 8].try_into().unwrap();
+        chunks.push((kind, &png[at..at + 12 + len]));
+        at += 12 + len;
+    }
+    chunks
+}
+
+/// `signed` with its chunks of type `kind` taken from `donor` instead: a file whose C2PA manifest (the
+/// `caBX` chunk) is kept while its pixels (`IDAT`) or XMP (`iTXt`) are changed.
+fn with_chunks_from(signed: &[u8], donor: &[u8], kind: &[u8; 4]) -> Vec<u8> {
+    let mut out = signed[..8].to_vec();
+    let mut replaced = false;
+    for (k, bytes) in png_chunks(signed) {
+        if &k != kind {
+            out.extend_from_slice(bytes);
+        } else if !replaced {
+            replaced = true;
+            for (_, b) in png_chunks(donor).into_iter().filter(|(d, _)| d == kind) {
+                out.extend_from_slice(b);
+            }
+        }
+    }
+    assert!(replaced, "no {} chunk", String::from_utf8_lossy(kind));
+    out
+}
+
 struct Outcome {
     ok: bool,
     stdout: String,
     stderr: String,
 }
 
+/// The signing key folder of this test process (never the user's own key).
+fn key_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("tessera-cli-{}-key", std::process::id()))
+}
+
 fn tessera(args: &[&str]) -> Outcome {
+    tessera_with_key(&key_dir(), args)
+}
+
+fn tessera_with_key(key: &Path, args: &[&str]) -> Outcome {
     let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args(args)
+        .env("TESSERA_KEY_DIR", key)
         .output()
         .unwrap();
     Outcome {
@@ -129,6 +186,18 @@ fn generates_a_png_that_states_its_provenance() {
         )) && json.contains("\"Seed\": 3")
             && json.contains("\"CreateDate\": \"20"),
         "{json}"
+    );
+
+    // The C2PA reference tool reads the signed manifest: valid (signature and hashes), untrusted (a local
+    // key), created by a trained model.
+    let report = c2patool(&out);
+    assert!(
+        report.contains("\"validation_state\": \"Valid\"")
+            && report.contains("signingCredential.untrusted")
+            && report.contains("c2pa.created")
+            && report.contains(tessera::provenance::DIGITAL_SOURCE_TYPE)
+            && report.contains("\"seed\": 3"),
+        "{report}"
     );
 
     // Editing that image works too, and records what it edited.
@@ -371,9 +440,23 @@ fn verify_reads_the_claims_and_proves_them_by_regenerating() {
     let r = tessera(&["verify", image_s, "--prompt", prompt, "--model", model_s]);
     assert!(r.ok, "{}", r.stderr);
     assert!(
-        r.stdout.contains("verdict: VERIFIED") && r.stdout.contains("0 of 49152 values differ"),
+        r.stdout.contains("verdict: VERIFIED")
+            && r.stdout.contains("0 of 49152 values differ")
+            && r.stdout
+                .contains("C2PA manifest signed by Tessera image signer")
+            && r.stdout.contains("(this machine's key")
+            && r.stdout.contains("valid: the signature and the hashes"),
         "{}",
         r.stdout
+    );
+    let elsewhere = tessera_with_key(&dir.join("another-key"), &["verify", image_s]);
+    assert!(
+        elsewhere.ok
+            && elsewhere
+                .stdout
+                .contains("a key that is not this machine's"),
+        "{}",
+        elsewhere.stdout
     );
 
     let nothing = dir.join("never-written.png");
@@ -434,6 +517,42 @@ fn verify_reads_the_claims_and_proves_them_by_regenerating() {
         &write("touched.png", &rgb, &claims),
         "1 pixel values differ",
     );
+
+    // With the signed manifest kept, changed pixels or forged XMP claims break its hash binding: `verify`
+    // says so before any regeneration, and so does the C2PA reference tool.
+    let signed_but = |name: &str, donor: Vec<u8>, kind: &[u8; 4]| {
+        let path = dir.join(name);
+        std::fs::write(&path, with_chunks_from(&bytes, &donor, kind)).unwrap();
+        path
+    };
+    let repainted = signed_but(
+        "repainted.png",
+        png_with_provenance(&rgb, 128, 128, &claims),
+        b"IDAT",
+    );
+    assert_eq!(
+        image::open(&repainted).unwrap().to_rgb8().into_raw(),
+        rgb,
+        "the splice shows the touched pixels"
+    );
+    let reclaimed = signed_but(
+        "reclaimed.png",
+        png_with_provenance(&rgb, 128, 128, &forged),
+        b"iTXt",
+    );
+    for file in [&repainted, &reclaimed] {
+        fails_with(
+            &["verify", file.to_str().unwrap()],
+            &nothing,
+            "the C2PA manifest does not match this file (assertion.dataHash.mismatch",
+        );
+        let report = c2patool(file);
+        assert!(
+            report.contains("assertion.dataHash.mismatch"),
+            "{}: {report}",
+            file.display()
+        );
+    }
 
     // Stripped, truncated and non-PNG files get clear verdicts.
     let stripped = dir.join("stripped.png");

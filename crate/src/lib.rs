@@ -7,6 +7,8 @@
 //! world the default model learned.
 
 pub mod config;
+#[cfg(feature = "content-credentials")]
+pub mod content_credentials;
 #[cfg(feature = "cli")]
 pub mod dataset;
 pub mod error;

@@ -9,6 +9,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use tessera::content_credentials::{self, Credentials, LocalKey};
 use tessera::provenance::{Provenance, png_with_provenance};
 use tessera::{Generation, Model, ModelConfig, Settings, TesseraError};
 
@@ -273,7 +274,45 @@ fn verify(
     if let Some(created) = &claims.created {
         println!("        created {created}");
     }
-    println!("signature: none (no C2PA manifest: the claims above are unsigned)");
+    let credentials =
+        content_credentials::read(&bytes).map_err(|e| format!("not verified: {shown}: {e}"))?;
+    match &credentials {
+        Credentials::Absent => {
+            println!("signature: none (no C2PA manifest: the claims above are unsigned)")
+        }
+        Credentials::Present(m) => {
+            let whose = match (
+                LocalKey::load(&content_credentials::default_key_dir())
+                    .ok()
+                    .flatten(),
+                &m.certificate_sha256,
+            ) {
+                (Some(key), Some(cert)) if key.fingerprint() == *cert => "this machine's key",
+                _ => "a key that is not this machine's",
+            };
+            println!(
+                "signature: C2PA manifest signed by {} ({whose}, certificate sha256 {}){}",
+                m.signer,
+                m.certificate_sha256.as_deref().unwrap_or("unknown"),
+                m.signed_at
+                    .as_ref()
+                    .map_or(String::new(), |t| format!(" at {t}"))
+            );
+            if !m.valid {
+                return Err(format!(
+                    "not verified: the C2PA manifest does not match this file ({}): it was changed after it was signed",
+                    m.failures.join("; ")
+                )
+                .into());
+            }
+            if m.digital_source_type.as_deref() != Some(tessera::provenance::DIGITAL_SOURCE_TYPE) {
+                return Err("not verified: the C2PA manifest does not declare a c2pa.created action by a trained model (trainedAlgorithmicMedia)".into());
+            }
+            println!(
+                "           valid: the signature and the hashes of every byte check out; untrusted: a local key that no trust list knows"
+            );
+        }
+    }
     let Some(prompt) = prompt else {
         println!(
             "verdict: claims read; pass --prompt \"…\" to check them by regenerating the image"
@@ -367,10 +406,12 @@ fn generate(
         context,
     )
     .created_at(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
-    write_atomically(
-        out,
-        &png_with_provenance(generation.image(), size, size, &provenance),
-    )?;
+    let png = png_with_provenance(generation.image(), size, size, &provenance);
+    let title = out
+        .file_name()
+        .map_or("image.png".into(), |n| n.to_string_lossy());
+    let signed = content_credentials::sign_png(&png, &title, &provenance, &signing_key()?)?;
+    write_atomically(out, &signed)?;
     eprintln!(
         "wrote {} in {:.2} s ({:.0} tokens/s, first row after {:.0} ms)",
         out.display(),
@@ -379,6 +420,11 @@ fn generate(
         first_row.unwrap_or_default().as_secs_f64() * 1e3
     );
     Ok(())
+}
+
+/// This machine's signing key, made on first use (see `content_credentials`).
+fn signing_key() -> Result<LocalKey, String> {
+    LocalKey::load_or_create(&content_credentials::default_key_dir())
 }
 
 /// Median of `values` (sorted in place).

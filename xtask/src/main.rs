@@ -103,7 +103,12 @@ fn test() -> Result<(), String> {
         "chromium",
         "fonts-noto-cjk",
         "libimage-exiftool-perl",
+        // c2patool links OpenSSL.
+        "libssl-dev",
+        "pkg-config",
     ])?;
+    let c2patool = ensure_c2patool()?;
+    let c2patool = c2patool.to_str().ok_or("a UTF-8 target path")?;
     run("cargo", &["fmt", "--all", "--", "--check"])?;
     // Every test target, natively, with the wgpu backend (for the lavapipe test) and clippy's lints. Vulkan's
     // loader wants a private runtime directory.
@@ -115,7 +120,12 @@ fn test() -> Result<(), String> {
     run_with(
         "cargo",
         &["test", "--workspace", "--features", "tessera/gpu"],
-        &[CLIPPY[0], CLIPPY[1], ("XDG_RUNTIME_DIR", xdg)],
+        &[
+            CLIPPY[0],
+            CLIPPY[1],
+            ("XDG_RUNTIME_DIR", xdg),
+            ("C2PATOOL", c2patool),
+        ],
     )?;
     // The browser build compiles the engine for wasm32 (it must stay free of threads, files and `Instant`)
     // and lints the wasm-only front door.
@@ -130,6 +140,42 @@ fn test() -> Result<(), String> {
     )?;
     eprintln!("\nall checks passed");
     Ok(())
+}
+
+/// The C2PA reference tool that checks our manifests: the release built on the same C2PA SDK version as the
+/// engine (`c2pa =0.90.22`), without its network features.
+const C2PATOOL_VERSION: &str = "0.27.22";
+
+/// c2patool, installed under the target directory (a cache that survives clones) when missing; its build
+/// folder is removed afterwards (it is large and only the binary is used).
+fn ensure_c2patool() -> Result<PathBuf, String> {
+    let tools = target_dir().join("tools");
+    let binary = tools.join("bin/c2patool");
+    let installed = Command::new(&binary).arg("--version").output();
+    if installed.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(C2PATOOL_VERSION)) {
+        return Ok(binary);
+    }
+    let build = target_dir().join("c2patool-build");
+    let (tools_s, build_s) = (
+        tools.to_str().ok_or("a UTF-8 target path")?,
+        build.to_str().ok_or("a UTF-8 target path")?,
+    );
+    let crate_version = format!("c2patool@{C2PATOOL_VERSION}");
+    run(
+        "cargo",
+        &[
+            "install",
+            &crate_version,
+            "--locked",
+            "--no-default-features",
+            "--root",
+            tools_s,
+            "--target-dir",
+            build_s,
+        ],
+    )?;
+    let _ = std::fs::remove_dir_all(&build);
+    Ok(binary)
 }
 
 fn locked_wasm_bindgen() -> Result<String, String> {
