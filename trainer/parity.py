@@ -20,10 +20,10 @@ import sys
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tessera_ref import Transformer, TransformerConfig, VQ, VqConfig  # noqa: E402
+from tessera_ref import load_model_dir  # noqa: E402
 
 PAD, BOS, USER, GEN, IMG, IMG_END = 256, 257, 258, 259, 260, 261
 PROMPT = "a big red circle in the center on a white background"
@@ -54,14 +54,9 @@ def flat(segs):
 def main():
     model_dir, out = sys.argv[1], sys.argv[2]
     torch.set_num_threads(2)
-    cfg = json.load(open(os.path.join(model_dir, "config.json")))
-    tc, vc = TransformerConfig(**cfg["transformer"]), VqConfig(**cfg["vq"])
-    w = {k: v.float() for k, v in load_file(os.path.join(model_dir, "model.safetensors")).items()}
-    gpt, vq = Transformer(tc).eval(), VQ(vc).eval()
-    gpt.load_state_dict({k: v for k, v in w.items() if not k.startswith("vq.")})
-    vq.load_state_dict({k[3:]: v for k, v in w.items() if k.startswith("vq.")})
+    gpt, vq, cfg = load_model_dir(model_dir)
     size = cfg["image_size"]
-    grid = size // 2 ** (len(vc.dec_channels) - 1)
+    grid = size // 2 ** (len(vq.c.dec_channels) - 1)
     n = grid * grid
 
     def prefill(text, context=None):

@@ -311,3 +311,18 @@ class VQ(nn.Module):
         commit_loss = F.mse_loss(zn, quant.detach())
         quant_st = zn + (quant - zn).detach()
         return self.decoder(quant_st), idx, codebook_loss, commit_loss
+
+
+def load_model_dir(model_dir):
+    """A model folder (config.json + model.safetensors) as float32 (Transformer, VQ, config dict), eval mode."""
+    import json
+    import os
+    from safetensors.torch import load_file
+
+    cfg = json.load(open(os.path.join(model_dir, "config.json")))
+    tc, vc = TransformerConfig(**cfg["transformer"]), VqConfig(**cfg["vq"])
+    w = {k: v.float() for k, v in load_file(os.path.join(model_dir, "model.safetensors")).items()}
+    gpt, vq = Transformer(tc).eval(), VQ(vc).eval()
+    gpt.load_state_dict({k: v for k, v in w.items() if not k.startswith("vq.")})
+    vq.load_state_dict({k[3:]: v for k, v in w.items() if k.startswith("vq.")})
+    return gpt, vq, cfg

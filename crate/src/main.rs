@@ -189,6 +189,13 @@ enum Command {
         sampling: SamplingArgs,
         #[command(flatten)]
         model: ModelArg,
+        /// Print one compact JSON line (the default is indented JSON).
+        #[arg(long)]
+        json: bool,
+        /// Also time the PyTorch reference on the same model and settings, in the same run, with this Python
+        /// (one with the trainer's requirements, e.g. trainer/.venv/bin/python): adds `peer_*` and `ratio`.
+        #[arg(long)]
+        peer: Option<PathBuf>,
     },
     /// Draw "Shapes & Signs" examples.
     Data {
@@ -427,6 +434,77 @@ fn signing_key() -> Result<LocalKey, String> {
     LocalKey::load_or_create(&content_credentials::default_key_dir())
 }
 
+/// Floating-point operations of the prefill of `prompt` (multiply-adds count 2): every matmul of every
+/// layer at every prompt position, causal attention, and the image head at the last position, times the
+/// batch (2 with guidance). Norms, rotary and activations are left out (a few per cent).
+fn prefill_flops(model: &Model, prompt: &str, cfg: f32) -> f64 {
+    let c = &model.config.transformer;
+    let t = tessera::text::Prompt::new(prompt, None).len() as f64;
+    let (d, h, k) = (c.dim as f64, c.mlp_hidden as f64, c.codebook_size as f64);
+    let per_position = c.n_layers as f64 * (4.0 * d * d + 3.0 * d * h) * 2.0;
+    // Scores and weighted values: each position attends to itself and the positions before it.
+    let attention = c.n_layers as f64 * 2.0 * 2.0 * d * t * (t + 1.0) / 2.0;
+    let head = 2.0 * (d * d + d * k);
+    let batch = if cfg == 1.0 { 1.0 } else { 2.0 };
+    batch * (t * per_position + attention + head)
+}
+
+/// The machine's measured single-precision matmul rate on the engine's device: the median of 5 products of
+/// two 1024×1024 matrices, after a warm-up.
+fn sgemm_gflops(device: &Device) -> f64 {
+    use burn::tensor::{Distribution, Tensor};
+    let n = 1024;
+    let a = Tensor::<2>::random([n, n], Distribution::Default, device);
+    let b = Tensor::<2>::random([n, n], Distribution::Default, device);
+    let mut seconds: Vec<f64> = (0..6)
+        .map(|_| {
+            let start = Instant::now();
+            let c = a.clone().matmul(b.clone());
+            let _ = c.into_data(); // waits for the result
+            start.elapsed().as_secs_f64()
+        })
+        .skip(1)
+        .collect();
+    2.0 * (n as f64).powi(3) / median(&mut seconds) / 1e9
+}
+
+/// `trainer/bench_peer.py` with `python`: the PyTorch reference timed on the same model and settings.
+fn bench_peer(
+    python: &Path,
+    model_dir: &Path,
+    prompt: &str,
+    sampling: &SamplingArgs,
+    runs: usize,
+) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    if sampling.top_k.is_some() {
+        return Err("--peer times top-p sampling only: leave out --top-k".into());
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../trainer/bench_peer.py");
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .arg(model_dir)
+        .args([
+            "--runs",
+            &runs.to_string(),
+            "--threads",
+            &threads.to_string(),
+        ])
+        .args(["--prompt", prompt, "--cfg", &sampling.cfg.to_string()])
+        .args(["--temperature", &sampling.temperature.to_string()])
+        .args(["--top-p", &sampling.top_p.to_string()])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "the PyTorch peer failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+        .into());
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
 /// Median of `values` (sorted in place).
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -450,10 +528,14 @@ fn bench(
     runs: usize,
 ) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     let (mut tokens_per_s, mut first_row_ms, mut image_ms) = (vec![], vec![], vec![]);
+    let mut prefill_s = vec![];
     for run in 0..=runs {
         let mut g = Generation::new(model.clone(), prompt, None, sampling.settings(run as u64))?;
         let start = Instant::now();
         let mut first_row = None;
+        // The first step is the prefill of the prompt (and one sample): the model's matmul-bound phase.
+        pollster::block_on(g.step())?;
+        let prefill = start.elapsed().as_secs_f64();
         while let Some(step) = pollster::block_on(g.step())? {
             if step.band.is_some() && first_row.is_none() {
                 first_row = Some(start.elapsed().as_secs_f64());
@@ -463,6 +545,7 @@ fn bench(
         if run == 0 {
             continue; // warm-up: first-touch allocations and caches
         }
+        prefill_s.push(prefill);
         tokens_per_s.push(g.total_tokens() as f64 / total);
         first_row_ms.push(first_row.unwrap_or(total) * 1e3);
         image_ms.push(total * 1e3);
@@ -475,6 +558,9 @@ fn bench(
         "first_row_ms": median(&mut first_row_ms),
         "image_ms": median(&mut image_ms),
         "peak_rss_mb": peak_rss_mb(),
+        "prefill_ms": median(&mut prefill_s.clone()) * 1e3,
+        "model_gflops": prefill_flops(model, prompt, sampling.cfg) / median(&mut prefill_s) / 1e9,
+        "peak_gflops": sgemm_gflops(model.device()),
         "threads": std::thread::available_parallelism().map(usize::from).unwrap_or(1),
     }))
 }
@@ -607,14 +693,31 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             runs,
             prompt,
             sampling,
-            model,
+            model: model_arg,
+            json,
+            peer,
         } => {
             if runs == 0 {
                 return Err("--runs must be at least 1".into());
             }
-            let model = load_model(&model)?;
-            let report = bench(&model, &prompt, &sampling, runs)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            let model = load_model(&model_arg)?;
+            let mut report = bench(&model, &prompt, &sampling, runs)?;
+            if let Some(python) = peer {
+                let dir = model_arg.model.unwrap_or_else(bundled_model_dir);
+                let peer = bench_peer(&python, &dir, &prompt, &sampling, runs)?;
+                let ratio = report["tokens_per_s"].as_f64().unwrap_or(0.0)
+                    / peer["tokens_per_s"].as_f64().unwrap_or(f64::NAN);
+                report["peer"] = peer["peer"].clone();
+                report["peer_tokens_per_s"] = peer["tokens_per_s"].clone();
+                report["peer_first_row_ms"] = peer["first_row_ms"].clone();
+                report["peer_image_ms"] = peer["image_ms"].clone();
+                report["ratio"] = ratio.into();
+            }
+            if json {
+                println!("{report}");
+            } else {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
             Ok(())
         }
         Command::Data {

@@ -4,6 +4,8 @@
 //! - `test`: the format check, every native test with clippy's lints (including the wgpu backend on Vulkan
 //!   lavapipe and the parity test against the PyTorch reference's stored outputs), the browser build, and
 //!   the browser tests in headless Chromium (WebGPU through SwiftShader, and the CPU fallback).
+//! - `bench`: the release CLI's `tessera bench --json` against the PyTorch reference on the same model
+//!   (`trainer/.venv` is made when missing).
 //! - `build-web`: compile the engine to wasm32 and generate `pkg/` with wasm-bindgen (the CLI pinned to the
 //!   `Cargo.lock` version, installed when missing; `wasm-opt` when on the PATH). The repository root is then a
 //!   static site.
@@ -176,6 +178,28 @@ fn ensure_c2patool() -> Result<PathBuf, String> {
     )?;
     let _ = std::fs::remove_dir_all(&build);
     Ok(binary)
+}
+
+/// The native benchmark against its PyTorch peer: makes `trainer/.venv` (the reference's pinned
+/// requirements) when missing, builds the release CLI, and prints `tessera bench --json --peer`'s object.
+fn bench() -> Result<(), String> {
+    let python = root().join("trainer/.venv/bin/python");
+    if !python.exists() {
+        run("bash", &["trainer/setup.sh"])?;
+    }
+    run("cargo", &["build", "--release"])?;
+    let tessera = target_dir().join("release/tessera");
+    run(
+        tessera.to_str().ok_or("a UTF-8 target path")?,
+        &[
+            "bench",
+            "--runs",
+            "5",
+            "--json",
+            "--peer",
+            python.to_str().ok_or("a UTF-8 path")?,
+        ],
+    )
 }
 
 fn locked_wasm_bindgen() -> Result<String, String> {
@@ -417,10 +441,11 @@ fn main() -> ExitCode {
     };
     let result = match (task.as_str(), port) {
         ("test", _) => test(),
+        ("bench", _) => bench(),
         ("build-web", _) => build_web(&[]),
         ("serve", Ok(port)) => build_web(&[]).and_then(|()| serve(port)),
         (_, Err(e)) => Err(e),
-        _ => Err("usage: cargo xtask <test|build-web|serve [--port P]>".into()),
+        _ => Err("usage: cargo xtask <test|bench|build-web|serve [--port P]>".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
