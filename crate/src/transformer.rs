@@ -9,6 +9,7 @@ use burn::nn::{Linear, RmsNorm};
 use burn::tensor::activation::{gelu, silu, softmax};
 use burn::tensor::module::embedding;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use std::sync::Arc;
 
 use crate::config::TransformerConfig;
 use crate::weights::WeightStore;
@@ -30,6 +31,121 @@ pub(crate) fn linear(
     }
 }
 
+/// A linear layer; on the CPU backend it also keeps a host copy of its weight for steps of a few rows.
+///
+/// A decode step multiplies `[B ≤ 2, in]` by `[in, out]`: a matrix-vector product whose cost is streaming
+/// the weight from memory. burn's CPU matmul runs that shape through gemm's small-M kernel on one thread (it
+/// is below burn's parallel threshold); [`HostLinear::apply`] streams the weight once, row by row, into
+/// every output row at once. Prefill (many rows) and the GPU keep burn's matmul.
+#[derive(Module, Debug)]
+pub struct Dense {
+    linear: Linear,
+    #[module(skip)]
+    host: Option<Arc<HostLinear>>,
+}
+
+/// Rows up to which [`Dense`] uses its host copy (a decode step has 1 or 2: guidance runs a batch of two).
+const HOST_ROWS: usize = 4;
+
+#[derive(Debug)]
+struct HostLinear {
+    /// `[in, out]`, row-major.
+    weight: Vec<f32>,
+    /// `[out]`
+    bias: Option<Vec<f32>>,
+    d_in: usize,
+    d_out: usize,
+}
+
+impl HostLinear {
+    /// `x` `[rows, in]` → `[rows, out]`. The weight is read once: for each input feature, its row of the
+    /// weight is added, scaled, into every output row (a loop the compiler vectorises).
+    fn apply(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let mut out = match &self.bias {
+            Some(bias) => bias.repeat(rows),
+            None => vec![0.0; rows * self.d_out],
+        };
+        // Compiled once per instruction set and picked at run time (AVX2 where the CPU has it).
+        pulp::Arch::new().dispatch(Accumulate {
+            linear: self,
+            x,
+            out: &mut out,
+        });
+        out
+    }
+}
+
+/// `out += x · weight` for [`HostLinear::apply`], as a `pulp` kernel so the plain loop below is
+/// vectorised with the widest instructions the CPU has.
+struct Accumulate<'a> {
+    linear: &'a HostLinear,
+    x: &'a [f32],
+    out: &'a mut [f32],
+}
+
+impl pulp::WithSimd for Accumulate<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let (k, n) = (self.linear.d_in, self.linear.d_out);
+        for (i, w) in self.linear.weight.chunks_exact(n).enumerate() {
+            for (r, o) in self.out.chunks_exact_mut(n).enumerate() {
+                let xi = self.x[r * k + i];
+                for (o, w) in o.iter_mut().zip(w) {
+                    *o += xi * w;
+                }
+            }
+        }
+    }
+}
+
+impl Dense {
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let dims = x.dims();
+        let rows: usize = dims[..D - 1].iter().product();
+        match &self.host {
+            Some(host) if rows <= HOST_ROWS => {
+                let device = x.device();
+                let input = x
+                    .into_data()
+                    .try_into_vec_as::<f32>()
+                    .expect("CPU activations are f32");
+                let mut shape = dims;
+                shape[D - 1] = host.d_out;
+                let out = host.apply(&input, rows);
+                Tensor::from_data(TensorData::new(out, shape), &device)
+            }
+            _ => self.linear.forward(x),
+        }
+    }
+}
+
+/// [`linear`] as a [`Dense`], with the host copy when the weights live on the CPU backend.
+pub(crate) fn dense(
+    w: &mut WeightStore,
+    name: &str,
+    d_in: usize,
+    d_out: usize,
+    bias: bool,
+) -> Dense {
+    let linear = linear(w, name, d_in, d_out, bias);
+    let floats = |t: Tensor<1>| {
+        t.into_data()
+            .try_into_vec_as::<f32>()
+            .expect("weights are f32")
+    };
+    let host = (*w.device() == Device::flex()).then(|| {
+        Arc::new(HostLinear {
+            weight: floats(linear.weight.val().reshape([d_in * d_out])),
+            bias: linear.bias.as_ref().map(|b| floats(b.val())),
+            d_in,
+            d_out,
+        })
+    });
+    Dense { linear, host }
+}
+
 fn rms_norm(w: &mut WeightStore, name: &str, dim: usize, eps: f64) -> RmsNorm {
     RmsNorm {
         gamma: Param::from_tensor(w.tensor(&format!("{name}.weight"), [dim])),
@@ -40,16 +156,16 @@ fn rms_norm(w: &mut WeightStore, name: &str, dim: usize, eps: f64) -> RmsNorm {
 /// Linear → exact GELU → Linear, with biases: the image aligner and the image head.
 #[derive(Module, Debug)]
 pub struct GeluMlp {
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Dense,
+    fc2: Dense,
 }
 
 impl GeluMlp {
     fn load(w: &mut WeightStore, name: &str, d_in: usize, d_hidden: usize, d_out: usize) -> Self {
         // Checkpoint names follow torch's nn.Sequential(Linear, GELU, Linear): indices 0 and 2.
         GeluMlp {
-            fc1: linear(w, &format!("{name}.0"), d_in, d_hidden, true),
-            fc2: linear(w, &format!("{name}.2"), d_hidden, d_out, true),
+            fc1: dense(w, &format!("{name}.0"), d_in, d_hidden, true),
+            fc2: dense(w, &format!("{name}.2"), d_hidden, d_out, true),
         }
     }
 
@@ -60,10 +176,10 @@ impl GeluMlp {
 
 #[derive(Module, Debug)]
 pub struct Attention {
-    wq: Linear,
-    wk: Linear,
-    wv: Linear,
-    wo: Linear,
+    wq: Dense,
+    wk: Dense,
+    wv: Dense,
+    wo: Dense,
     n_heads: usize,
 }
 
@@ -72,9 +188,9 @@ pub struct Block {
     attn_norm: RmsNorm,
     attn: Attention,
     mlp_norm: RmsNorm,
-    w_gate: Linear,
-    w_up: Linear,
-    w_down: Linear,
+    w_gate: Dense,
+    w_up: Dense,
+    w_down: Dense,
 }
 
 /// Rotary tables for every position the cache can hold, HF LLaMA layout (both halves of a head share one
@@ -267,16 +383,16 @@ impl Transformer {
                 Block {
                     attn_norm: rms_norm(w, &format!("{p}.attn_norm"), d, eps),
                     attn: Attention {
-                        wq: linear(w, &format!("{p}.attn.wq"), d, d, false),
-                        wk: linear(w, &format!("{p}.attn.wk"), d, d, false),
-                        wv: linear(w, &format!("{p}.attn.wv"), d, d, false),
-                        wo: linear(w, &format!("{p}.attn.wo"), d, d, false),
+                        wq: dense(w, &format!("{p}.attn.wq"), d, d, false),
+                        wk: dense(w, &format!("{p}.attn.wk"), d, d, false),
+                        wv: dense(w, &format!("{p}.attn.wv"), d, d, false),
+                        wo: dense(w, &format!("{p}.attn.wo"), d, d, false),
                         n_heads: cfg.n_heads,
                     },
                     mlp_norm: rms_norm(w, &format!("{p}.mlp_norm"), d, eps),
-                    w_gate: linear(w, &format!("{p}.mlp.w_gate"), d, h, false),
-                    w_up: linear(w, &format!("{p}.mlp.w_up"), d, h, false),
-                    w_down: linear(w, &format!("{p}.mlp.w_down"), h, d, false),
+                    w_gate: dense(w, &format!("{p}.mlp.w_gate"), d, h, false),
+                    w_up: dense(w, &format!("{p}.mlp.w_up"), d, h, false),
+                    w_down: dense(w, &format!("{p}.mlp.w_down"), h, d, false),
                 }
             })
             .collect();
@@ -380,6 +496,42 @@ mod tests {
             (got[0] - 3.0 / rms).abs() < 1e-6 && (got[1] - 8.0 / rms).abs() < 1e-6,
             "{got:?}"
         );
+    }
+
+    #[test]
+    fn the_host_decode_matmul_equals_burns() {
+        let device = Device::flex();
+        let (d_in, d_out) = (48, 80);
+        let weight = Tensor::<2>::random([d_in, d_out], Distribution::Normal(0.0, 1.0), &device);
+        let bias = Tensor::<1>::random([d_out], Distribution::Normal(0.0, 1.0), &device);
+        for with_bias in [false, true] {
+            let linear = Linear {
+                weight: Param::from_tensor(weight.clone()),
+                bias: with_bias.then(|| Param::from_tensor(bias.clone())),
+            };
+            let dense = Dense {
+                host: Some(Arc::new(HostLinear {
+                    weight: values(weight.clone()),
+                    bias: with_bias.then(|| values(bias.clone())),
+                    d_in,
+                    d_out,
+                })),
+                linear,
+            };
+            for rows in [1, 2, HOST_ROWS + 1] {
+                let x =
+                    Tensor::<3>::random([rows, 1, d_in], Distribution::Normal(0.0, 1.0), &device);
+                let host = values(dense.forward(x.clone()));
+                let burn = values(dense.linear.forward(x));
+                assert_eq!(host.len(), rows * d_out);
+                let worst = host
+                    .iter()
+                    .zip(&burn)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
+                assert!(worst < 1e-4, "rows {rows}, bias {with_bias}: {worst}");
+            }
+        }
     }
 
     #[test]
