@@ -250,7 +250,6 @@ pub fn sign_png(
     claims: &Provenance,
     key: &LocalKey,
 ) -> Result<Vec<u8>, String> {
-    let s = &claims.settings;
     let software = serde_json::json!({"name": "Tessera", "version": env!("CARGO_PKG_VERSION")});
     let definition = serde_json::json!({
         "title": title,
@@ -264,21 +263,7 @@ pub fn sign_png(
                     "softwareAgent": software,
                 }]},
             },
-            {
-                "label": GENERATION_ASSERTION,
-                "data": {
-                    "model": claims.model_id,
-                    "modelSha256": claims.model_sha256,
-                    "seed": s.seed,
-                    "temperature": s.temperature,
-                    "topK": s.top_k,
-                    "topP": s.top_p,
-                    "cfg": s.cfg,
-                    "promptSha256": claims.prompt_sha256,
-                    "sourceTokensSha256": claims.source_sha256,
-                    "created": claims.created,
-                },
-            },
+            {"label": GENERATION_ASSERTION, "data": claims.claims_json()},
         ],
     });
     let fail = |e: c2pa::Error| format!("cannot sign the image's Content Credentials: {e}");

@@ -550,6 +550,7 @@ fn bench(
         first_row_ms.push(first_row.unwrap_or(total) * 1e3);
         image_ms.push(total * 1e3);
     }
+    let prefill = median(&mut prefill_s);
     Ok(serde_json::json!({
         "model_id": model.config.model_id,
         "runs": runs,
@@ -558,8 +559,8 @@ fn bench(
         "first_row_ms": median(&mut first_row_ms),
         "image_ms": median(&mut image_ms),
         "peak_rss_mb": peak_rss_mb(),
-        "prefill_ms": median(&mut prefill_s.clone()) * 1e3,
-        "model_gflops": prefill_flops(model, prompt, sampling.cfg) / median(&mut prefill_s) / 1e9,
+        "prefill_ms": prefill * 1e3,
+        "model_gflops": prefill_flops(model, prompt, sampling.cfg) / prefill / 1e9,
         "peak_gflops": sgemm_gflops(model.device()),
         "threads": std::thread::available_parallelism().map(usize::from).unwrap_or(1),
     }))

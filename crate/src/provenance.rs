@@ -49,6 +49,25 @@ impl Provenance {
         self
     }
 
+    /// The claims as one JSON object (`modelId`, `modelSha256`, `seed`, `temperature`, `topK`, `topP`, `cfg`,
+    /// `promptSha256`, `sourceTokensSha256`, `created`; absent values are `null`): the C2PA manifest's
+    /// generation assertion and what the browser's `readProvenance` returns.
+    pub fn claims_json(&self) -> serde_json::Value {
+        let s = &self.settings;
+        serde_json::json!({
+            "modelId": self.model_id,
+            "modelSha256": self.model_sha256,
+            "seed": s.seed,
+            "temperature": s.temperature,
+            "topK": s.top_k,
+            "topP": s.top_p,
+            "cfg": s.cfg,
+            "promptSha256": self.prompt_sha256,
+            "sourceTokensSha256": self.source_sha256,
+            "created": self.created,
+        })
+    }
+
     /// The XMP packet.
     pub fn xmp(&self) -> String {
         let s = &self.settings;

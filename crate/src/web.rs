@@ -263,8 +263,8 @@ impl Engine {
     }
 }
 
-/// What a PNG claims about where it came from (its XMP provenance): `{modelId, modelSha256, seed,
-/// temperature, topK, topP, cfg, promptSha256, sourceTokensSha256?}`; `null` when it carries none. Throws a
+/// What a PNG claims about where it came from (its XMP provenance) as [`Provenance::claims_json`]'s
+/// object; `null` when it carries none. Throws a
 /// `BadImage` error for a file that is not a readable PNG and for malformed claims.
 #[wasm_bindgen(js_name = readProvenance)]
 pub fn read_provenance(bytes: &[u8]) -> Result<JsValue, JsValue> {
@@ -277,18 +277,7 @@ pub fn read_provenance(bytes: &[u8]) -> Result<JsValue, JsValue> {
     };
     let p =
         Provenance::from_xmp(&xmp).map_err(|e| bad(format!("its provenance is malformed: {e}")))?;
-    let o = Object::new();
-    set(&o, "modelId", p.model_id.as_str());
-    set(&o, "modelSha256", p.model_sha256.as_str());
-    set(&o, "seed", p.settings.seed as f64);
-    set(&o, "temperature", p.settings.temperature);
-    set(&o, "topK", p.settings.top_k.map(|k| k as u32));
-    set(&o, "topP", p.settings.top_p);
-    set(&o, "cfg", p.settings.cfg);
-    set(&o, "promptSha256", p.prompt_sha256.as_str());
-    set(&o, "sourceTokensSha256", p.source_sha256);
-    set(&o, "created", p.created);
-    Ok(o.into())
+    js_sys::JSON::parse(&p.claims_json().to_string())
 }
 
 fn rgba(rgb: &[u8]) -> Vec<u8> {
