@@ -1,4 +1,4 @@
-"""Writes reference outputs of a model folder for the Rust engine's parity test (crate/tests/parity.rs).
+"""Writes reference outputs of a model folder for the Rust engine's parity test (tests/native/parity.rs).
 
 Everything runs in float32 on the CPU with the reference implementation (tessera_ref.py), so the Rust engine
 must match to float32 rounding. The cases:

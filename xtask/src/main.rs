@@ -11,6 +11,8 @@
 //!   static site.
 //! - `serve [--port P]`: `build-web`, then serve the repository root on 127.0.0.1 and print the URL.
 
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -119,9 +121,11 @@ fn test() -> Result<(), String> {
     std::fs::set_permissions(&xdg, std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .map_err(|e| e.to_string())?;
     let xdg = xdg.to_str().ok_or("a UTF-8 target path")?;
+    let native = ["test", "--workspace", "--features", "tessera/gpu"];
+    let mut used = cargo_build(&[&native[..], &["--no-run"]].concat(), &CLIPPY)?;
     run_with(
         "cargo",
-        &["test", "--workspace", "--features", "tessera/gpu"],
+        &native,
         &[
             CLIPPY[0],
             CLIPPY[1],
@@ -129,6 +133,8 @@ fn test() -> Result<(), String> {
             ("C2PATOOL", c2patool),
         ],
     )?;
+    used.extend(cargo_build(&["build", "--package", "xtask"], &[])?);
+    prune_target("debug", &used)?;
     // The browser build compiles the engine for wasm32 (it must stay free of threads, files and `Instant`)
     // and lints the wasm-only front door.
     build_web(&CLIPPY)?;
@@ -232,6 +238,126 @@ fn ensure_wasm_bindgen_cli(version: &str) -> Result<(), String> {
     )
 }
 
+/// The build units (cargo's `name-HASH` artifacts and build-script folders) a set of cargo builds used.
+#[derive(Default)]
+struct Used {
+    hashes: HashSet<String>,
+    /// Artifacts cargo copied out of `deps/` (binaries, the wasm module) are hard links: known by inode.
+    inodes: HashSet<u64>,
+}
+
+impl Used {
+    fn extend(&mut self, other: Used) {
+        self.hashes.extend(other.hashes);
+        self.inodes.extend(other.inodes);
+    }
+
+    fn note_path(&mut self, path: &str) {
+        let path = Path::new(path);
+        if let Ok(meta) = std::fs::metadata(path) {
+            self.inodes.insert(meta.ino());
+        }
+        self.hashes
+            .extend(path.iter().filter_map(|c| unit_hash(c.to_str()?)));
+    }
+}
+
+/// The unit hash in a name cargo gave: `libburn_flex-cce6eb2d3f5565f5.rlib` → `cce6eb2d3f5565f5`.
+fn unit_hash(name: &str) -> Option<String> {
+    let stem = name.split('.').next()?;
+    let (_, hash) = stem.rsplit_once('-')?;
+    (hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then(|| hash.to_string())
+}
+
+/// Run a cargo build (`args` from the subcommand on) with its messages as JSON, diagnostics still shown on
+/// stderr, and return the units it used, fresh ones included.
+fn cargo_build(args: &[&str], env: &[(&str, &str)]) -> Result<Used, String> {
+    let args = [args, &["--message-format", "json-render-diagnostics"]].concat();
+    let shown: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+    eprintln!("\n$ {}cargo {}", shown.concat(), args.join(" "));
+    let out = Command::new("cargo")
+        .args(&args)
+        .envs(env.iter().copied())
+        .current_dir(root())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`cargo {}` failed ({})",
+            args.join(" "),
+            out.status
+        ));
+    }
+    let mut used = Used::default();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let paths = message["filenames"].as_array().into_iter().flatten();
+        let paths = paths.chain([&message["executable"], &message["out_dir"]]);
+        paths
+            .filter_map(|p| p.as_str())
+            .for_each(|p| used.note_path(p));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        used.note_path(&exe.to_string_lossy());
+    }
+    Ok(used)
+}
+
+/// Cargo never deletes what it built for an earlier Cargo.lock, feature set or profile setting, so a target
+/// directory kept between runs (CI's cache) grows by gigabytes with each such change until the disk is
+/// full. Removes from one profile's `deps/` and `build/` every unit the last builds did not use.
+fn prune_target(profile: &str, used: &Used) -> Result<(), String> {
+    let dir = target_dir().join(profile);
+    let mut freed = 0u64;
+    for (sub, is_dir) in [("deps", false), ("build", true)] {
+        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(hash) = name.to_str().and_then(unit_hash) else {
+                continue;
+            };
+            let Ok(meta) = entry.metadata() else { continue };
+            if used.hashes.contains(&hash) || used.inodes.contains(&meta.ino()) {
+                continue;
+            }
+            let path = entry.path();
+            freed += if is_dir { dir_size(&path) } else { meta.len() };
+            let removed = if is_dir {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    if freed > 0 {
+        eprintln!(
+            "removed {:.0} MB of stale build units from {}",
+            freed as f64 / 1e6,
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn dir_size(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 /// Build with clippy's lints on this workspace's crates, warnings denied: what `cargo clippy` does, but with
 /// code generation, so linting costs no separate check build of every dependency (minutes, on 2 cores).
 const CLIPPY: [(&str, &str); 2] = [
@@ -248,8 +374,7 @@ fn build_web(env: &[(&str, &str)]) -> Result<(), String> {
     let version = locked_wasm_bindgen()?;
     ensure_wasm_bindgen_cli(&version)?;
     // A cdylib only for this build, so native builds do not link one.
-    run_with(
-        "cargo",
+    let used = cargo_build(
         &[
             "rustc",
             "-p",
@@ -265,6 +390,9 @@ fn build_web(env: &[(&str, &str)]) -> Result<(), String> {
         ],
         env,
     )?;
+    // Host units (proc macros, build scripts) of this profile, then the wasm32 ones.
+    prune_target("web", &used)?;
+    prune_target("wasm32-unknown-unknown/web", &used)?;
     let wasm = target_dir().join("wasm32-unknown-unknown/web/tessera.wasm");
     let pkg = root().join("pkg");
     let wasm = wasm.to_str().ok_or("a UTF-8 target path")?;

@@ -4,12 +4,10 @@
 
 #![cfg(feature = "gpu")]
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::{cases, ints, root};
 use burn::tensor::Device;
-use common::{cases, ints, root};
 use tessera::{Generation, Model, Settings};
 
 const PROMPT: &str = "a big red circle in the center on a white background";

@@ -1,8 +1,6 @@
 //! The engine's contract at its edges: weights that do not match the architecture, prompts it cannot take,
 //! and the end-to-end generation loop on a tiny random model.
 
-mod common;
-
 use std::sync::Arc;
 
 use burn::tensor::Device;

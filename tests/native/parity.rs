@@ -4,12 +4,10 @@
 //! float32 rounding. Regenerate the fixtures with `trainer/parity.py MODEL_DIR tests/fixtures/parity-NAME`
 //! whenever a model's weights change.
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::{cases, ints, max_abs_diff, root};
 use burn::tensor::Device;
-use common::{cases, ints, max_abs_diff, root};
 use tessera::text::{Prompt, Segment};
 use tessera::{Generation, Model, Settings};
 

@@ -1,8 +1,6 @@
 //! The `tessera` command line on good and bad input: every failure is a non-zero exit, one line on stderr
 //! that says what to do, and no output file.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
