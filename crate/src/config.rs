@@ -131,6 +131,31 @@ impl ModelConfig {
         }
     }
 
+    /// A model the size of Janus-Pro-1B's language model (24 layers, d = 2048, 16 heads, an MLP of 5632, a
+    /// 16 384-code image vocabulary) writing a 24×24 token grid, for speed measurements only: it has never
+    /// been trained, and its VQ is the default model's. 1.3 G parameters.
+    pub fn janus_pro_1b_sized() -> Self {
+        let default = Self::default_model();
+        ModelConfig {
+            model_id: "janus-pro-1b-sized".into(),
+            image_size: 192,
+            transformer: TransformerConfig {
+                dim: 2048,
+                n_layers: 24,
+                n_heads: 16,
+                mlp_hidden: 5632,
+                codebook_size: 16384,
+                img_embed_dim: 8,
+                ..default.transformer
+            },
+            vq: VqConfig {
+                codebook_size: 16384,
+                ..default.vq
+            },
+            trained: false,
+        }
+    }
+
     /// The smallest model the app runs: 32² images (a 4×4 grid, 16 tokens) and one narrow layer. Browser tests
     /// use it untrained on a software GPU (SwiftShader), where every kernel launch costs milliseconds and a
     /// 256-token image would take minutes; it exercises every path of the app, not image quality.

@@ -87,6 +87,44 @@ enum Preset {
     Tiny,
     /// 32² images, one layer: the browser tests' model on a software GPU.
     Micro,
+    /// The size of Janus-Pro-1B's language model (24 layers, d = 2048; a 24×24 grid): for speed only.
+    JanusPro1bSized,
+}
+
+impl Preset {
+    fn config(self) -> ModelConfig {
+        match self {
+            Preset::Default => ModelConfig::default_model(),
+            Preset::Tiny => ModelConfig::tiny(),
+            Preset::Micro => ModelConfig::micro(),
+            Preset::JanusPro1bSized => ModelConfig::janus_pro_1b_sized(),
+        }
+    }
+}
+
+/// Where `bench` runs the engine.
+#[derive(Clone, Copy, ValueEnum)]
+enum BenchDevice {
+    /// burn's CPU backend (flex), as the CLI always runs.
+    Cpu,
+    /// burn's wgpu backend on the first adapter (Vulkan, Metal or DX12): a build with `--features gpu`.
+    Gpu,
+}
+
+impl BenchDevice {
+    fn device(self) -> Result<Device, Box<dyn std::error::Error>> {
+        match self {
+            BenchDevice::Cpu => Ok(Device::flex()),
+            #[cfg(feature = "gpu")]
+            BenchDevice::Gpu => Device::wgpu_options()
+                .init()
+                .map_err(|e| format!("no wgpu adapter: {e}").into()),
+            #[cfg(not(feature = "gpu"))]
+            BenchDevice::Gpu => Err("this tessera was built without the GPU backend: \
+                 build it with `cargo build --release --features gpu`"
+                .into()),
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -196,6 +234,11 @@ enum Command {
         /// (one with the trainer's requirements, e.g. trainer/.venv/bin/python): adds `peer_*` and `ratio`.
         #[arg(long)]
         peer: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = BenchDevice::Cpu)]
+        device: BenchDevice,
+        /// Time this architecture with random weights instead of a model folder (its images are noise).
+        #[arg(long, value_enum, conflicts_with_all = ["model", "peer"])]
+        preset: Option<Preset>,
     },
     /// Draw "Shapes & Signs" examples.
     Data {
@@ -216,18 +259,21 @@ fn bundled_model_dir() -> PathBuf {
 }
 
 fn load_model(arg: &ModelArg) -> Result<Arc<Model>, TesseraError> {
-    let device = Device::flex();
+    load_model_on(arg, &Device::flex())
+}
+
+fn load_model_on(arg: &ModelArg, device: &Device) -> Result<Arc<Model>, TesseraError> {
     let model = match &arg.model {
-        Some(dir) => Model::load_dir(dir, &device)?,
+        Some(dir) => Model::load_dir(dir, device)?,
         None if bundled_model_dir().join("model.safetensors").exists() => {
-            Model::load_dir(&bundled_model_dir(), &device)?
+            Model::load_dir(&bundled_model_dir(), device)?
         }
         None => {
             let mut cfg = ModelConfig::default_model();
             cfg.model_id = "untrained-stand-in".into();
             cfg.trained = false;
-            let weights = Model::random_weights(&cfg, 0, &device);
-            Model::from_config(cfg, &weights, &device)?
+            let weights = Model::random_weights(&cfg, 0, device);
+            Model::from_config(cfg, &weights, device)?
         }
     };
     if !model.config.trained {
@@ -450,22 +496,34 @@ fn prefill_flops(model: &Model, prompt: &str, cfg: f32) -> f64 {
 }
 
 /// The machine's measured single-precision matmul rate on the engine's device: the median of 5 products of
-/// two 1024×1024 matrices, after a warm-up.
-fn sgemm_gflops(device: &Device) -> f64 {
+/// two 1024×1024 matrices, after a warm-up. `None` when the device's product is wrong (checked against the
+/// host at a few entries), so a kernel that silently did nothing is never reported as a rate.
+fn sgemm_gflops(device: &Device) -> Option<f64> {
     use burn::tensor::{Distribution, Tensor};
     let n = 1024;
     let a = Tensor::<2>::random([n, n], Distribution::Default, device);
     let b = Tensor::<2>::random([n, n], Distribution::Default, device);
+    let mut product = vec![];
     let mut seconds: Vec<f64> = (0..6)
         .map(|_| {
             let start = Instant::now();
             let c = a.clone().matmul(b.clone());
-            let _ = c.into_data(); // waits for the result
+            product = c.into_data().try_into_vec_as::<f32>().unwrap_or_default(); // waits for the result
             start.elapsed().as_secs_f64()
         })
         .skip(1)
         .collect();
-    2.0 * (n as f64).powi(3) / median(&mut seconds) / 1e9
+    let a = a.into_data().try_into_vec_as::<f32>().ok()?;
+    let b = b.into_data().try_into_vec_as::<f32>().ok()?;
+    let right = [(0, 0), (n / 2, n / 3), (n - 1, n - 1)]
+        .iter()
+        .all(|&(i, j)| {
+            let want: f32 = (0..n).map(|k| a[i * n + k] * b[k * n + j]).sum();
+            product
+                .get(i * n + j)
+                .is_some_and(|got| (got - want).abs() <= 1e-3 * want.abs().max(1.0))
+        });
+    right.then(|| 2.0 * (n as f64).powi(3) / median(&mut seconds) / 1e9)
 }
 
 /// `trainer/bench_peer.py` with `python`: the PyTorch reference timed on the same model and settings.
@@ -528,7 +586,7 @@ fn bench(
     runs: usize,
 ) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     let (mut tokens_per_s, mut first_row_ms, mut image_ms) = (vec![], vec![], vec![]);
-    let mut prefill_s = vec![];
+    let (mut prefill_s, mut decode_steps_per_s) = (vec![], vec![]);
     for run in 0..=runs {
         let mut g = Generation::new(model.clone(), prompt, None, sampling.settings(run as u64))?;
         let start = Instant::now();
@@ -546,6 +604,7 @@ fn bench(
             continue; // warm-up: first-touch allocations and caches
         }
         prefill_s.push(prefill);
+        decode_steps_per_s.push((g.tokens().len() - 1) as f64 / (total - prefill));
         tokens_per_s.push(g.total_tokens() as f64 / total);
         first_row_ms.push(first_row.unwrap_or(total) * 1e3);
         image_ms.push(total * 1e3);
@@ -560,6 +619,9 @@ fn bench(
         "image_ms": median(&mut image_ms),
         "peak_rss_mb": peak_rss_mb(),
         "prefill_ms": prefill * 1e3,
+        // One step: a token of each CFG row through the transformer (the VQ's rows decoded in between).
+        "decode_steps_per_s": median(&mut decode_steps_per_s),
+        "device": format!("{:?}", model.device()),
         "model_gflops": prefill_flops(model, prompt, sampling.cfg) / prefill / 1e9,
         "peak_gflops": sgemm_gflops(model.device()),
         "threads": std::thread::available_parallelism().map(usize::from).unwrap_or(1),
@@ -623,11 +685,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Command::Init { preset, seed, out } => {
-            let mut config = match preset {
-                Preset::Default => ModelConfig::default_model(),
-                Preset::Tiny => ModelConfig::tiny(),
-                Preset::Micro => ModelConfig::micro(),
-            };
+            let mut config = preset.config();
             config.trained = false;
             let weights = Model::random_weights(&config, seed, &Device::flex());
             std::fs::create_dir_all(&out)?;
@@ -697,11 +755,21 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             model: model_arg,
             json,
             peer,
+            device,
+            preset,
         } => {
             if runs == 0 {
                 return Err("--runs must be at least 1".into());
             }
-            let model = load_model(&model_arg)?;
+            let device = device.device()?;
+            let model = match preset {
+                Some(preset) => {
+                    let config = preset.config();
+                    let weights = Model::random_weights(&config, 0, &device);
+                    Arc::new(Model::from_config(config, &weights, &device)?)
+                }
+                None => load_model_on(&model_arg, &device)?,
+            };
             let mut report = bench(&model, &prompt, &sampling, runs)?;
             if let Some(python) = peer {
                 let dir = model_arg.model.unwrap_or_else(bundled_model_dir);
