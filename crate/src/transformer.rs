@@ -36,7 +36,9 @@ pub(crate) fn linear(
 /// A decode step multiplies `[B ≤ 2, in]` by `[in, out]`: a matrix-vector product whose cost is streaming
 /// the weight from memory. burn's CPU matmul runs that shape through gemm's small-M kernel on one thread (it
 /// is below burn's parallel threshold); [`HostLinear::apply`] streams the weight once, row by row, into
-/// every output row at once. Prefill (many rows) and the GPU keep burn's matmul.
+/// every output row at once. On a GPU, burn's matmul (without autotuning) tiles that shape for large
+/// products and wastes most of its work on rows that do not exist; [`Dense::vector_product`] is one
+/// broadcast multiply and one sum instead. Prefill (many rows) keeps burn's matmul everywhere.
 #[derive(Module, Debug)]
 pub struct Dense {
     linear: Linear,
@@ -44,7 +46,7 @@ pub struct Dense {
     host: Option<Arc<HostLinear>>,
 }
 
-/// Rows up to which [`Dense`] uses its host copy (a decode step has 1 or 2: guidance runs a batch of two).
+/// Rows up to which [`Dense`] takes its decode-step path (a step has 1 or 2: guidance runs a batch of two).
 const HOST_ROWS: usize = 4;
 
 #[derive(Debug)]
@@ -116,8 +118,23 @@ impl Dense {
                 let out = host.apply(&input, rows);
                 Tensor::from_data(TensorData::new(out, shape), &device)
             }
+            None if rows <= HOST_ROWS => self.vector_product(x, rows),
             _ => self.linear.forward(x),
         }
+    }
+
+    /// `x` `[..., in]` with few rows → `[..., out]` as `sum_in(x [rows, in, 1] · weight [1, in, out])`: two
+    /// element-wise kernels whose work is exactly the product's, for devices without the host copy.
+    fn vector_product<const D: usize>(&self, x: Tensor<D>, rows: usize) -> Tensor<D> {
+        let mut shape = x.dims();
+        let [d_in, d_out] = self.linear.weight.dims();
+        let products = x.reshape([rows, d_in, 1]) * self.linear.weight.val().unsqueeze::<3>();
+        let mut y = products.sum_dim(1).reshape([rows, d_out]); // [rows, out]
+        if let Some(bias) = &self.linear.bias {
+            y = y + bias.val().unsqueeze::<2>();
+        }
+        shape[D - 1] = d_out;
+        y.reshape(shape)
     }
 }
 
@@ -499,7 +516,7 @@ mod tests {
     }
 
     #[test]
-    fn the_host_decode_matmul_equals_burns() {
+    fn the_decode_step_products_equal_burns_matmul() {
         let device = Device::flex();
         let (d_in, d_out) = (48, 80);
         let weight = Tensor::<2>::random([d_in, d_out], Distribution::Normal(0.0, 1.0), &device);
@@ -509,27 +526,38 @@ mod tests {
                 weight: Param::from_tensor(weight.clone()),
                 bias: with_bias.then(|| Param::from_tensor(bias.clone())),
             };
-            let dense = Dense {
-                host: Some(Arc::new(HostLinear {
-                    weight: values(weight.clone()),
-                    bias: with_bias.then(|| values(bias.clone())),
-                    d_in,
-                    d_out,
-                })),
-                linear,
-            };
-            for rows in [1, 2, HOST_ROWS + 1] {
-                let x =
-                    Tensor::<3>::random([rows, 1, d_in], Distribution::Normal(0.0, 1.0), &device);
-                let host = values(dense.forward(x.clone()));
-                let burn = values(dense.linear.forward(x));
-                assert_eq!(host.len(), rows * d_out);
-                let worst = host
-                    .iter()
-                    .zip(&burn)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0.0, f32::max);
-                assert!(worst < 1e-4, "rows {rows}, bias {with_bias}: {worst}");
+            let host = Arc::new(HostLinear {
+                weight: values(weight.clone()),
+                bias: with_bias.then(|| values(bias.clone())),
+                d_in,
+                d_out,
+            });
+            // With the host copy (the CPU path) and without it (the GPU path, run here on the CPU).
+            for host in [Some(host), None] {
+                let path = if host.is_some() { "host" } else { "vector" };
+                let dense = Dense {
+                    host,
+                    linear: linear.clone(),
+                };
+                for rows in [1, 2, HOST_ROWS + 1] {
+                    let x = Tensor::<3>::random(
+                        [rows, 1, d_in],
+                        Distribution::Normal(0.0, 1.0),
+                        &device,
+                    );
+                    let ours = values(dense.forward(x.clone()));
+                    let burn = values(dense.linear.forward(x));
+                    assert_eq!(ours.len(), rows * d_out);
+                    let worst = ours
+                        .iter()
+                        .zip(&burn)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0.0, f32::max);
+                    assert!(
+                        worst < 1e-4,
+                        "{path}, rows {rows}, bias {with_bias}: {worst}"
+                    );
+                }
             }
         }
     }
