@@ -33,3 +33,14 @@ pub use generator::{Band, Generation, Step};
 pub use model::Model;
 pub use policy::Policy;
 pub use sampler::Settings;
+
+#[cfg(test)]
+mod test_util {
+    /// The largest absolute difference between two equally long slices.
+    pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max)
+    }
+}

@@ -262,6 +262,12 @@ fn load_model(arg: &ModelArg) -> Result<Arc<Model>, TesseraError> {
     load_model_on(arg, &Device::flex())
 }
 
+/// A model of `config` with random weights (seed 0) on `device`.
+fn random_model(config: ModelConfig, device: &Device) -> Result<Model, TesseraError> {
+    let weights = Model::random_weights(&config, 0, device);
+    Model::from_config(config, &weights, device)
+}
+
 fn load_model_on(arg: &ModelArg, device: &Device) -> Result<Arc<Model>, TesseraError> {
     let model = match &arg.model {
         Some(dir) => Model::load_dir(dir, device)?,
@@ -272,8 +278,7 @@ fn load_model_on(arg: &ModelArg, device: &Device) -> Result<Arc<Model>, TesseraE
             let mut cfg = ModelConfig::default_model();
             cfg.model_id = "untrained-stand-in".into();
             cfg.trained = false;
-            let weights = Model::random_weights(&cfg, 0, device);
-            Model::from_config(cfg, &weights, device)?
+            random_model(cfg, device)?
         }
     };
     if !model.config.trained {
@@ -763,11 +768,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
             let device = device.device()?;
             let model = match preset {
-                Some(preset) => {
-                    let config = preset.config();
-                    let weights = Model::random_weights(&config, 0, &device);
-                    Arc::new(Model::from_config(config, &weights, &device)?)
-                }
+                Some(preset) => Arc::new(random_model(preset.config(), &device)?),
                 None => load_model_on(&model_arg, &device)?,
             };
             let mut report = bench(&model, &prompt, &sampling, runs)?;

@@ -548,11 +548,7 @@ mod tests {
                     let ours = values(dense.forward(x.clone()));
                     let burn = values(dense.linear.forward(x));
                     assert_eq!(ours.len(), rows * d_out);
-                    let worst = ours
-                        .iter()
-                        .zip(&burn)
-                        .map(|(a, b)| (a - b).abs())
-                        .fold(0.0, f32::max);
+                    let worst = crate::test_util::max_abs_diff(&ours, &burn);
                     assert!(
                         worst < 1e-4,
                         "{path}, rows {rows}, bias {with_bias}: {worst}"
@@ -598,11 +594,7 @@ mod tests {
             pieces.push(t.forward(x.clone().narrow(1, i, 1), &mut cache));
         }
         let stepped = values(Tensor::cat(pieces, 1));
-        let worst = full
-            .iter()
-            .zip(&stepped)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
+        let worst = crate::test_util::max_abs_diff(&full, &stepped);
         assert!(
             worst < 1e-4,
             "cached and recomputed hidden states differ by {worst}"

@@ -454,11 +454,7 @@ mod tests {
             }
         }
         let streamed: Vec<f32> = streamed.concat();
-        let worst = full
-            .iter()
-            .zip(&streamed)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
+        let worst = crate::test_util::max_abs_diff(&full, &streamed);
         assert!(
             worst < 1e-5,
             "streamed rows differ from the full decode by {worst}"

@@ -28,10 +28,15 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
     run_with(program, args, &[])
 }
 
-/// [`run`] with extra environment variables.
-fn run_with(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
+/// Print the command line a task is about to run.
+fn echo(program: &str, args: &[&str], env: &[(&str, &str)]) {
     let shown: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
     eprintln!("\n$ {}{program} {}", shown.concat(), args.join(" "));
+}
+
+/// [`run`] with extra environment variables.
+fn run_with(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
+    echo(program, args, env);
     let status = Command::new(program)
         .args(args)
         .envs(env.iter().copied())
@@ -273,8 +278,7 @@ fn unit_hash(name: &str) -> Option<String> {
 /// stderr, and return the units it used, fresh ones included.
 fn cargo_build(args: &[&str], env: &[(&str, &str)]) -> Result<Used, String> {
     let args = [args, &["--message-format", "json-render-diagnostics"]].concat();
-    let shown: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
-    eprintln!("\n$ {}cargo {}", shown.concat(), args.join(" "));
+    echo("cargo", &args, env);
     let out = Command::new("cargo")
         .args(&args)
         .envs(env.iter().copied())
@@ -299,9 +303,6 @@ fn cargo_build(args: &[&str], env: &[(&str, &str)]) -> Result<Used, String> {
         paths
             .filter_map(|p| p.as_str())
             .for_each(|p| used.note_path(p));
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        used.note_path(&exe.to_string_lossy());
     }
     Ok(used)
 }
