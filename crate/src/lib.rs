@@ -14,6 +14,8 @@ pub mod dataset;
 pub mod error;
 pub mod eval;
 pub mod generator;
+#[cfg(any(feature = "gpu", target_arch = "wasm32"))]
+pub mod gpu_kernels;
 pub mod image_input;
 pub mod model;
 pub mod policy;

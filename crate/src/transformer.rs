@@ -31,14 +31,15 @@ pub(crate) fn linear(
     }
 }
 
-/// A linear layer; on the CPU backend it also keeps a host copy of its weight for steps of a few rows.
+/// A linear layer with a faster path for decode steps; on the CPU backend it also keeps a host copy of its
+/// weight.
 ///
 /// A decode step multiplies `[B ≤ 2, in]` by `[in, out]`: a matrix-vector product whose cost is streaming
 /// the weight from memory. burn's CPU matmul runs that shape through gemm's small-M kernel on one thread (it
 /// is below burn's parallel threshold); [`HostLinear::apply`] streams the weight once, row by row, into
 /// every output row at once. On a GPU, burn's matmul (without autotuning) tiles that shape for large
-/// products and wastes most of its work on rows that do not exist; [`Dense::vector_product`] is one
-/// broadcast multiply and one sum instead. Prefill (many rows) keeps burn's matmul everywhere.
+/// products and wastes most of its work on rows that do not exist; `gpu_kernels::few_rows_matmul` is one
+/// kernel sized to the product instead. Prefill (many rows) keeps burn's matmul everywhere.
 #[derive(Module, Debug)]
 pub struct Dense {
     linear: Linear,
@@ -118,23 +119,19 @@ impl Dense {
                 let out = host.apply(&input, rows);
                 Tensor::from_data(TensorData::new(out, shape), &device)
             }
-            None if rows <= HOST_ROWS => self.vector_product(x, rows),
+            #[cfg(any(feature = "gpu", target_arch = "wasm32"))]
+            None if rows <= HOST_ROWS => {
+                let mut shape = dims;
+                shape[D - 1] = self.linear.weight.dims()[1];
+                crate::gpu_kernels::few_rows_matmul(
+                    x.reshape([rows, dims[D - 1]]),
+                    self.linear.weight.val(),
+                    self.linear.bias.as_ref().map(|b| b.val()),
+                )
+                .reshape(shape)
+            }
             _ => self.linear.forward(x),
         }
-    }
-
-    /// `x` `[..., in]` with few rows → `[..., out]` as `sum_in(x [rows, in, 1] · weight [1, in, out])`: two
-    /// element-wise kernels whose work is exactly the product's, for devices without the host copy.
-    fn vector_product<const D: usize>(&self, x: Tensor<D>, rows: usize) -> Tensor<D> {
-        let mut shape = x.dims();
-        let [d_in, d_out] = self.linear.weight.dims();
-        let products = x.reshape([rows, d_in, 1]) * self.linear.weight.val().unsqueeze::<3>();
-        let mut y = products.sum_dim(1).reshape([rows, d_out]); // [rows, out]
-        if let Some(bias) = &self.linear.bias {
-            y = y + bias.val().unsqueeze::<2>();
-        }
-        shape[D - 1] = d_out;
-        y.reshape(shape)
     }
 }
 
@@ -334,6 +331,11 @@ impl Attention {
             .slice_assign(range, v);
         layer.keys = Some(keys.clone());
         layer.values = Some(values.clone());
+        #[cfg(any(feature = "gpu", target_arch = "wasm32"))]
+        if t == 1 && values.device() != Device::flex() {
+            let out = crate::gpu_kernels::decode_attention(q, keys, values, end); // [B, D]
+            return self.wo.forward(out.reshape([b, 1, d]));
+        }
         let keys = keys.narrow(2, 0, end); // [B, H, S, hd]
         let values = values.narrow(2, 0, end);
         let scores = q.matmul(keys.swap_dims(2, 3)) / (hd as f64).sqrt(); // [B, H, T, S]
@@ -515,47 +517,56 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_decode_step_products_equal_burns_matmul() {
-        let device = Device::flex();
-        let (d_in, d_out) = (48, 80);
-        let weight = Tensor::<2>::random([d_in, d_out], Distribution::Normal(0.0, 1.0), &device);
-        let bias = Tensor::<1>::random([d_out], Distribution::Normal(0.0, 1.0), &device);
-        for with_bias in [false, true] {
-            let linear = Linear {
-                weight: Param::from_tensor(weight.clone()),
-                bias: with_bias.then(|| Param::from_tensor(bias.clone())),
-            };
-            let host = Arc::new(HostLinear {
-                weight: values(weight.clone()),
-                bias: with_bias.then(|| values(bias.clone())),
-                d_in,
-                d_out,
-            });
-            // With the host copy (the CPU path) and without it (the GPU path, run here on the CPU).
-            for host in [Some(host), None] {
-                let path = if host.is_some() { "host" } else { "vector" };
+    /// [`Dense`]'s decode-step path against burn's matmul on `device`, for 1, 2 and `HOST_ROWS + 1` rows
+    /// (the last takes burn's path), with and without a bias, at output widths that take vectors of 4, 2
+    /// and 1 on a GPU.
+    fn assert_decode_products_equal_burns_matmul(device: &Device) {
+        let d_in = 48;
+        for d_out in [80, 6, 7] {
+            let normal = Distribution::Normal(0.0, 1.0);
+            let weight = Tensor::<2>::random([d_in, d_out], normal, device);
+            let bias = Tensor::<1>::random([d_out], normal, device);
+            for with_bias in [false, true] {
+                let host = (*device == Device::flex()).then(|| {
+                    Arc::new(HostLinear {
+                        weight: values(weight.clone()),
+                        bias: with_bias.then(|| values(bias.clone())),
+                        d_in,
+                        d_out,
+                    })
+                });
                 let dense = Dense {
                     host,
-                    linear: linear.clone(),
+                    linear: Linear {
+                        weight: Param::from_tensor(weight.clone()),
+                        bias: with_bias.then(|| Param::from_tensor(bias.clone())),
+                    },
                 };
                 for rows in [1, 2, HOST_ROWS + 1] {
-                    let x = Tensor::<3>::random(
-                        [rows, 1, d_in],
-                        Distribution::Normal(0.0, 1.0),
-                        &device,
-                    );
+                    let x = Tensor::<3>::random([rows, 1, d_in], normal, device);
                     let ours = values(dense.forward(x.clone()));
                     let burn = values(dense.linear.forward(x));
                     assert_eq!(ours.len(), rows * d_out);
                     let worst = crate::test_util::max_abs_diff(&ours, &burn);
                     assert!(
                         worst < 1e-4,
-                        "{path}, rows {rows}, bias {with_bias}: {worst}"
+                        "out {d_out}, rows {rows}, bias {with_bias}: {worst}"
                     );
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_host_decode_products_equal_burns_matmul() {
+        assert_decode_products_equal_burns_matmul(&Device::flex());
+    }
+
+    /// The GPU kernel on wgpu (Mesa's lavapipe on machines without a GPU).
+    #[cfg(feature = "gpu")]
+    #[test]
+    fn the_gpu_decode_products_equal_burns_matmul() {
+        assert_decode_products_equal_burns_matmul(&wgpu_device());
     }
 
     #[test]
@@ -571,9 +582,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn kv_cached_decoding_equals_full_recomputation() {
-        let device = Device::flex();
+    /// Prefill plus single steps against one pass over the whole sequence, on `device` (on a GPU the steps
+    /// take the decode kernels, the whole pass burn's ops).
+    fn assert_kv_cached_decoding_equals_full_recomputation(device: &Device) {
+        let device = device.clone();
         let cfg = ModelConfig::tiny();
         let model = Model::from_config(
             cfg.clone(),
@@ -602,5 +614,29 @@ mod tests {
         assert_eq!(cache.len(), 9);
         cache.reset();
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn kv_cached_decoding_equals_full_recomputation() {
+        assert_kv_cached_decoding_equals_full_recomputation(&Device::flex());
+    }
+
+    #[cfg(feature = "gpu")]
+    #[test]
+    fn kv_cached_gpu_decoding_equals_full_recomputation() {
+        assert_kv_cached_decoding_equals_full_recomputation(&wgpu_device());
+    }
+
+    /// wgpu's default adapter (Mesa's lavapipe on machines without a GPU), initialised once per process.
+    #[cfg(feature = "gpu")]
+    fn wgpu_device() -> Device {
+        static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+        DEVICE
+            .get_or_init(|| {
+                Device::wgpu_options()
+                    .init()
+                    .expect("a wgpu adapter (install mesa-vulkan-drivers for lavapipe)")
+            })
+            .clone()
     }
 }

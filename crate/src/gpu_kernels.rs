@@ -1,0 +1,291 @@
+//! Hand-written GPU kernels (CubeCL, so the same source compiles to WGSL for WebGPU and to SPIR-V for
+//! Vulkan) for the shapes burn's own kernels handle badly.
+//!
+//! A decode step multiplies `[rows ≤ 4, in]` activations by an `[in, out]` weight. Without autotuning,
+//! burn's matmul tiles that shape like a large product and computes mostly rows that do not exist; a
+//! broadcast multiply and a sum does the right work but writes and re-reads a `[rows, in, out]`
+//! intermediate (on Mesa's lavapipe those two kernels took 85 % of a decode step). [`few_rows_matmul`] is
+//! one kernel that reads the weight once per row, in order, and writes only the `[rows, out]` result.
+
+use burn::backend::Cube;
+use burn::tensor::{DType, Shape, Tensor as BurnTensor};
+use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::ir::FloatKind;
+use cubecl::std::tensor::layout::linear::LinearViewMut;
+use cubecl::{calculate_cube_count_elemwise, prelude::*};
+
+/// One unit per output vector of a pair of rows: `output[r, c..c + N] = bias[c..] + Σ_i x[r, i] · weight[i,
+/// c..]` for `r` in `2p, 2p + 1` (a decode step with guidance is exactly one pair).
+///
+/// Each weight vector is loaded once for both rows; the units of a pair read consecutive vectors of each
+/// weight row, and all of them read the same `x[r, i]`. An odd last row is computed twice (from the same
+/// row) and written once.
+#[cube(launch_unchecked, address_type = "dynamic")]
+fn few_rows_matmul_kernel<E: Numeric, N: Size>(
+    x: &Tensor<E>,
+    weight: &Tensor<Vector<E, N>>,
+    bias: ComptimeOption<&[Vector<E, N>]>,
+    mut output: LinearViewMut<'_, Vector<E, N>>,
+    #[define(E)] _dtype: ElemType,
+) {
+    let line = weight.vector_size();
+    // Shapes and strides count elements; indices into `weight` and `output` count vectors.
+    let cols = weight.shape(1) / line;
+    let rows = x.shape(0);
+    let col_pairs = cols.div_ceil(2);
+    let pair = ABSOLUTE_POS / col_pairs;
+    let c0 = (ABSOLUTE_POS % col_pairs) * 2;
+    let r0 = pair * 2;
+    if r0 >= rows {
+        terminate!();
+    }
+    let r1 = clamp_max(r0 + 1, rows - 1);
+    let c1 = clamp_max(c0 + 1, cols - 1);
+    let x0 = r0 * x.stride(0);
+    let x1 = r1 * x.stride(0);
+    let x_step = x.stride(1);
+    let w_step = weight.stride(0) / line;
+
+    let zero = Vector::broadcast(E::from_int(0));
+    let (mut s00, mut s01, mut s10, mut s11) = (zero, zero, zero, zero);
+    for i in 0..weight.shape(0) {
+        let w0 = weight[i * w_step + c0];
+        let w1 = weight[i * w_step + c1];
+        let a = Vector::broadcast(x[x0 + i * x_step]);
+        let b = Vector::broadcast(x[x1 + i * x_step]);
+        s00 += a * w0;
+        s01 += a * w1;
+        s10 += b * w0;
+        s11 += b * w1;
+    }
+    let b0: ComptimeOption<Vector<E, N>> = bias.as_ref().map(|bias| bias[c0]);
+    let b1: ComptimeOption<Vector<E, N>> = bias.as_ref().map(|bias| bias[c1]);
+    let (b0, b1) = (b0.unwrap_or(zero), b1.unwrap_or(zero));
+    output.write(r0 * cols + c0, s00 + b0);
+    if c1 > c0 {
+        output.write(r0 * cols + c1, s01 + b1);
+    }
+    if r1 > r0 {
+        output.write(r1 * cols + c0, s10 + b0);
+        if c1 > c0 {
+            output.write(r1 * cols + c1, s11 + b1);
+        }
+    }
+}
+
+/// `x` `[rows, in]` · `weight` `[in, out]` (+ `bias` `[out]`) → `[rows, out]`, on the tensors' GPU device.
+///
+/// # Panics
+/// When the tensors are not on a CubeCL device, are not f32, or the weight is not row-major contiguous
+/// (weights are loaded that way: see `transformer::linear`).
+pub fn few_rows_matmul(
+    x: BurnTensor<2>,
+    weight: BurnTensor<2>,
+    bias: Option<BurnTensor<1>>,
+) -> BurnTensor<2> {
+    let x = primitive(x);
+    let weight = primitive(weight);
+    let bias = bias.map(primitive);
+    assert!(
+        weight.is_contiguous(),
+        "few_rows_matmul needs a row-major weight"
+    );
+    let (rows, d_out) = (x.meta.shape()[0], weight.meta.shape()[1]);
+    let output = empty_device_dtype(
+        x.client.clone(),
+        x.device.clone(),
+        Shape::new([rows, d_out]),
+        DType::F32,
+    );
+    let line = vector_width(d_out);
+    let units = rows.div_ceil(2) * (d_out / line).div_ceil(2);
+    let cube_dim = CubeDim::new(&x.client, units);
+    let cube_count = calculate_cube_count_elemwise(&x.client, units, cube_dim);
+    let addressing = address_type(&[&x, &weight, &output]).max(
+        bias.as_ref()
+            .map_or(AddressType::default(), CubeTensor::required_address_type),
+    );
+    assert_eq!(
+        x.meta.shape()[1],
+        weight.meta.shape()[0],
+        "inner sizes differ"
+    );
+    // SAFETY: every index the kernel reads is inside its tensor: rows and columns come from the output's
+    // shape ([rows, out], checked above against x and weight), the inner index stays below `in`.
+    unsafe {
+        few_rows_matmul_kernel::launch_unchecked(
+            &output.client,
+            cube_count,
+            cube_dim,
+            addressing,
+            line,
+            x.into_tensor_arg(),
+            weight.into_tensor_arg(),
+            bias.map(CubeTensor::into_buffer_arg).into(),
+            output.clone().into_linear_view(),
+            ElemType::Float(FloatKind::F32),
+        );
+    }
+    BurnTensor::from_primitive::<Cube>(output)
+}
+
+/// vec4 loads where the width allows (every model here has widths divisible by 4).
+fn vector_width(width: usize) -> usize {
+    [4, 2, 1]
+        .into_iter()
+        .find(|n| width.is_multiple_of(*n))
+        .expect("1 divides everything")
+}
+
+/// The widest index type any of `tensors` needs.
+fn address_type(tensors: &[&CubeTensor]) -> AddressType {
+    tensors
+        .iter()
+        .map(|t| t.required_address_type())
+        .max()
+        .unwrap_or_default()
+}
+
+fn primitive<const D: usize>(t: BurnTensor<D>) -> CubeTensor {
+    let t = t
+        .try_into_primitive::<Cube>()
+        .expect("few_rows_matmul runs on GPU tensors");
+    assert_eq!(t.dtype, DType::F32, "few_rows_matmul is f32");
+    t
+}
+
+/// A decode step's attention scores: `scores[b, h, s] = scale · q[b, h, 0, :] · keys[b, h, s, :]` for the
+/// first `S` cached positions. One unit per score.
+#[cube(launch_unchecked, address_type = "dynamic")]
+fn decode_scores_kernel<F: Float>(
+    q: &Tensor<F>,
+    keys: &Tensor<F>,
+    scores: &mut Tensor<F>,
+    scale: f32,
+    #[define(F)] _dtype: ElemType,
+) {
+    let (heads, len) = (scores.shape(1), scores.shape(2));
+    if ABSOLUTE_POS >= scores.shape(0) * heads * len {
+        terminate!();
+    }
+    let s = ABSOLUTE_POS % len;
+    let h = (ABSOLUTE_POS / len) % heads;
+    let b = ABSOLUTE_POS / (len * heads);
+    let q_row = b * q.stride(0) + h * q.stride(1);
+    let k_row = b * keys.stride(0) + h * keys.stride(1) + s * keys.stride(2);
+    let (q_step, k_step) = (q.stride(3), keys.stride(3));
+    let mut dot = F::new(0.0);
+    for j in 0..q.shape(3) {
+        dot += q[q_row + j * q_step] * keys[k_row + j * k_step];
+    }
+    // `scores` is freshly allocated, row-major: its index is the unit's.
+    scores[ABSOLUTE_POS] = dot * F::cast_from(scale);
+}
+
+/// A decode step's attention output: `out[b, h·hd + d] = Σ_s softmax_s(scores[b, h, :]) · values[b, h, s, d]`,
+/// written straight into the `[B, H·hd]` layout the output projection reads. One unit per output vector;
+/// each unit takes the softmax's maximum and sum itself (`S` reads of a row it shares with its head's
+/// other units), which costs less than the three kernels of a separate softmax.
+#[cube(launch_unchecked, address_type = "dynamic")]
+fn decode_mix_kernel<F: Float, N: Size>(
+    scores: &Tensor<F>,
+    values: &Tensor<Vector<F, N>>,
+    mut output: LinearViewMut<'_, Vector<F, N>>,
+    #[define(F)] _dtype: ElemType,
+) {
+    if ABSOLUTE_POS >= output.shape() {
+        terminate!();
+    }
+    let line = values.vector_size();
+    let (heads, head_vectors, len) = (values.shape(1), values.shape(3) / line, scores.shape(2));
+    let d = ABSOLUTE_POS % head_vectors;
+    let h = (ABSOLUTE_POS / head_vectors) % heads;
+    let b = ABSOLUTE_POS / (head_vectors * heads);
+    let row = b * scores.stride(0) + h * scores.stride(1);
+    let step = scores.stride(2);
+
+    let mut max = scores[row];
+    for s in 1..len {
+        max = F::max(max, scores[row + s * step]);
+    }
+    let v_row = (b * values.stride(0) + h * values.stride(1)) / line + d;
+    let v_step = values.stride(2) / line;
+    let mut total = F::new(0.0);
+    let mut sum = Vector::broadcast(F::new(0.0));
+    for s in 0..len {
+        let p = (scores[row + s * step] - max).exp();
+        total += p;
+        sum += Vector::broadcast(p) * values[v_row + s * v_step];
+    }
+    output.write(ABSOLUTE_POS, sum / Vector::broadcast(total));
+}
+
+/// One query per sequence attending to the first `len` cached positions: `q` `[B, H, 1, hd]`, `keys` and
+/// `values` `[B, H, capacity, hd]` (row-major) → `[B, H·hd]`, softmax scaled by `1/√hd`. Two kernels
+/// where burn's matmul, scale, softmax, matmul and transpose take nine.
+///
+/// # Panics
+/// As [`few_rows_matmul`]; and when the caches are not row-major.
+pub fn decode_attention(
+    q: BurnTensor<4>,
+    keys: BurnTensor<4>,
+    values: BurnTensor<4>,
+    len: usize,
+) -> BurnTensor<2> {
+    let [b, h, one, hd] = q.dims();
+    assert_eq!(one, 1, "decode_attention takes one query per sequence");
+    let (q, keys, values) = (primitive(q), primitive(keys), primitive(values));
+    assert!(
+        values.is_contiguous() && keys.is_contiguous(),
+        "decode_attention needs row-major caches"
+    );
+    let new =
+        |shape: Shape| empty_device_dtype(q.client.clone(), q.device.clone(), shape, DType::F32);
+    let scores = new(Shape::new([b, h, len]));
+    let output = new(Shape::new([b, h * hd]));
+    let client = q.client.clone();
+    let f32 = ElemType::Float(FloatKind::F32);
+
+    let units = b * h * len;
+    let cube_dim = CubeDim::new(&client, units);
+    let addressing = address_type(&[&q, &keys, &scores]);
+    // SAFETY: units index only `b`, `h` and `s < len` within the tensors' shapes, `len ≤ capacity`.
+    assert!(
+        len <= keys.meta.shape()[2],
+        "more positions than the cache holds"
+    );
+    unsafe {
+        decode_scores_kernel::launch_unchecked(
+            &client,
+            calculate_cube_count_elemwise(&client, units, cube_dim),
+            cube_dim,
+            addressing,
+            q.into_tensor_arg(),
+            keys.into_tensor_arg(),
+            scores.clone().into_tensor_arg(),
+            1.0 / (hd as f32).sqrt(),
+            f32,
+        );
+    }
+
+    let line = vector_width(hd);
+    let units = b * h * hd / line;
+    let cube_dim = CubeDim::new(&client, units);
+    let addressing = address_type(&[&scores, &values, &output]);
+    // SAFETY: as above; `d` indexes whole vectors of a row-major `hd`.
+    unsafe {
+        decode_mix_kernel::launch_unchecked(
+            &client,
+            calculate_cube_count_elemwise(&client, units, cube_dim),
+            cube_dim,
+            addressing,
+            line,
+            scores.into_tensor_arg(),
+            values.into_tensor_arg(),
+            output.clone().into_linear_view(),
+            f32,
+        );
+    }
+    BurnTensor::from_primitive::<Cube>(output)
+}
