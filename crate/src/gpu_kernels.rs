@@ -289,3 +289,123 @@ pub fn decode_attention(
     }
     BurnTensor::from_primitive::<Cube>(output)
 }
+
+/// `output[r, j] = x[r, j] / √(mean_k x[r, k]² + ε) · gamma[j]` for a few rows: one unit per element, each
+/// summing its row's squares itself (the rows are a few hundred wide), where burn's RMSNorm takes six
+/// kernels.
+#[cube(launch_unchecked, address_type = "dynamic")]
+fn rms_norm_kernel<F: Float>(
+    x: &Tensor<F>,
+    gamma: &[F],
+    output: &mut Tensor<F>,
+    epsilon: f32,
+    #[define(F)] _dtype: ElemType,
+) {
+    let width = x.shape(1);
+    if ABSOLUTE_POS >= x.shape(0) * width {
+        terminate!();
+    }
+    let (row, col) = (ABSOLUTE_POS / width, ABSOLUTE_POS % width);
+    let base = row * x.stride(0);
+    let step = x.stride(1);
+    let mut squares = F::new(0.0);
+    for k in 0..width {
+        let v = x[base + k * step];
+        squares += v * v;
+    }
+    let rms = (squares / F::cast_from(width) + F::cast_from(epsilon)).sqrt();
+    output[ABSOLUTE_POS] = x[base + col * step] / rms * gamma[col];
+}
+
+/// [`rms_norm_kernel`]: `x` `[rows, D]`, `gamma` `[D]` → `[rows, D]`.
+pub fn rms_norm(x: BurnTensor<2>, gamma: BurnTensor<1>, epsilon: f64) -> BurnTensor<2> {
+    let (x, gamma) = (primitive(x), primitive(gamma));
+    let shape = x.meta.shape().clone();
+    assert_eq!(shape[1], gamma.meta.shape()[0], "rms_norm: widths differ");
+    let output = empty_device_dtype(
+        x.client.clone(),
+        x.device.clone(),
+        shape.clone(),
+        DType::F32,
+    );
+    let units = shape.num_elements();
+    let client = x.client.clone();
+    let cube_dim = CubeDim::new(&client, units);
+    let addressing = address_type(&[&x, &gamma, &output]);
+    // SAFETY: units index rows and columns of `x`'s own shape; `gamma` is as wide as a row.
+    unsafe {
+        rms_norm_kernel::launch_unchecked(
+            &client,
+            calculate_cube_count_elemwise(&client, units, cube_dim),
+            cube_dim,
+            addressing,
+            x.into_tensor_arg(),
+            gamma.into_buffer_arg(),
+            output.clone().into_tensor_arg(),
+            epsilon as f32,
+            ElemType::Float(FloatKind::F32),
+        );
+    }
+    BurnTensor::from_primitive::<Cube>(output)
+}
+
+/// Rotary positions for one new position: `output[b, h, 0, j] = x[j]·cos[j] + x'[j]·sin[j]`, where `x'` is `x`
+/// with its halves swapped and the second half negated (`[−x₂, x₁]`, the HF LLaMA layout). One unit per
+/// element, where burn's slices, negation, concatenation, products and sum take six kernels.
+#[cube(launch_unchecked, address_type = "dynamic")]
+fn rotary_step_kernel<F: Float>(
+    x: &Tensor<F>,
+    cos: &Tensor<F>,
+    sin: &Tensor<F>,
+    output: &mut Tensor<F>,
+    #[define(F)] _dtype: ElemType,
+) {
+    let (heads, hd) = (x.shape(1), x.shape(3));
+    if ABSOLUTE_POS >= x.shape(0) * heads * hd {
+        terminate!();
+    }
+    let j = ABSOLUTE_POS % hd;
+    let h = (ABSOLUTE_POS / hd) % heads;
+    let b = ABSOLUTE_POS / (hd * heads);
+    let row = b * x.stride(0) + h * x.stride(1);
+    let step = x.stride(3);
+    let half = hd / 2;
+    let partner = x[row + ((j + half) % hd) * step];
+    let partner = select(j < half, -partner, partner);
+    output[ABSOLUTE_POS] =
+        x[row + j * step] * cos[j * cos.stride(1)] + partner * sin[j * sin.stride(1)];
+}
+
+/// [`rotary_step_kernel`]: `x` `[B, H, 1, hd]` (any strides), `cos`, `sin` `[1, hd]` (the position's row of
+/// the tables) → `[B, H, 1, hd]`.
+pub fn rotary_step(x: BurnTensor<4>, cos: BurnTensor<2>, sin: BurnTensor<2>) -> BurnTensor<4> {
+    let (x, cos, sin) = (primitive(x), primitive(cos), primitive(sin));
+    let shape = x.meta.shape().clone();
+    assert_eq!(shape[2], 1, "rotary_step rotates one position");
+    assert_eq!(cos.meta.shape()[1], shape[3], "rotary_step: table width");
+    let output = empty_device_dtype(
+        x.client.clone(),
+        x.device.clone(),
+        shape.clone(),
+        DType::F32,
+    );
+    let units = shape.num_elements();
+    let client = x.client.clone();
+    let cube_dim = CubeDim::new(&client, units);
+    let addressing = address_type(&[&x, &cos, &sin, &output]);
+    // SAFETY: units index `x`'s own shape; the tables are one row as wide as a head.
+    unsafe {
+        rotary_step_kernel::launch_unchecked(
+            &client,
+            calculate_cube_count_elemwise(&client, units, cube_dim),
+            cube_dim,
+            addressing,
+            x.into_tensor_arg(),
+            cos.into_tensor_arg(),
+            sin.into_tensor_arg(),
+            output.clone().into_tensor_arg(),
+            ElemType::Float(FloatKind::F32),
+        );
+    }
+    BurnTensor::from_primitive::<Cube>(output)
+}

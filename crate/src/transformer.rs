@@ -160,6 +160,20 @@ pub(crate) fn dense(
     Dense { linear, host }
 }
 
+/// `norm` applied to `x` `[..., D]`; a decode step's few rows on a GPU take one kernel.
+fn normalize<const D: usize>(norm: &RmsNorm, x: Tensor<D>) -> Tensor<D> {
+    #[cfg(any(feature = "gpu", target_arch = "wasm32"))]
+    {
+        let dims = x.dims();
+        let rows: usize = dims[..D - 1].iter().product();
+        if rows <= HOST_ROWS && x.device() != Device::flex() {
+            let x = x.reshape([rows, dims[D - 1]]);
+            return crate::gpu_kernels::rms_norm(x, norm.gamma.val(), norm.epsilon).reshape(dims);
+        }
+    }
+    norm.forward(x)
+}
+
 fn rms_norm(w: &mut WeightStore, name: &str, dim: usize, eps: f64) -> RmsNorm {
     RmsNorm {
         gamma: Param::from_tensor(w.tensor(&format!("{name}.weight"), [dim])),
@@ -237,8 +251,13 @@ impl Rope {
     /// Rotate `x` `[B, H, T, hd]` whose positions are `start..start + T`.
     fn apply(&self, x: Tensor<4>, start: usize) -> Tensor<4> {
         let [_, _, t, hd] = x.dims();
-        let cos = self.cos.clone().narrow(0, start, t).unsqueeze::<4>(); // [1, 1, T, hd]
-        let sin = self.sin.clone().narrow(0, start, t).unsqueeze::<4>();
+        let cos = self.cos.clone().narrow(0, start, t); // [T, hd]
+        let sin = self.sin.clone().narrow(0, start, t);
+        #[cfg(any(feature = "gpu", target_arch = "wasm32"))]
+        if t == 1 && x.device() != Device::flex() {
+            return crate::gpu_kernels::rotary_step(x, cos, sin);
+        }
+        let (cos, sin) = (cos.unsqueeze::<4>(), sin.unsqueeze::<4>()); // [1, 1, T, hd]
         let half = hd / 2;
         let x1 = x.clone().narrow(3, 0, half);
         let x2 = x.clone().narrow(3, half, half);
@@ -368,8 +387,8 @@ impl Block {
         let x = x.clone()
             + self
                 .attn
-                .forward(self.attn_norm.forward(x), rope, layer, start);
-        let h = self.mlp_norm.forward(x.clone());
+                .forward(normalize(&self.attn_norm, x), rope, layer, start);
+        let h = normalize(&self.mlp_norm, x.clone());
         x + self
             .w_down
             .forward(silu(self.w_gate.forward(h.clone())) * self.w_up.forward(h))
@@ -463,7 +482,7 @@ impl Transformer {
             x = block.forward(x, &self.rope, layer, start);
         }
         cache.len = start + t;
-        self.norm.forward(x)
+        normalize(&self.norm, x)
     }
 
     /// Hidden states `[..., D]` → logits over the codebook `[..., K]`.
