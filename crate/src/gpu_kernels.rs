@@ -11,6 +11,7 @@ use burn::backend::Cube;
 use burn::tensor::{DType, Shape, Tensor as BurnTensor};
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
+use cubecl::client::Client;
 use cubecl::ir::FloatKind;
 use cubecl::std::tensor::layout::linear::LinearViewMut;
 use cubecl::{calculate_cube_count_elemwise, prelude::*};
@@ -92,16 +93,10 @@ pub fn few_rows_matmul(
         "few_rows_matmul needs a row-major weight"
     );
     let (rows, d_out) = (x.meta.shape()[0], weight.meta.shape()[1]);
-    let output = empty_device_dtype(
-        x.client.clone(),
-        x.device.clone(),
-        Shape::new([rows, d_out]),
-        DType::F32,
-    );
+    let output = empty_like(&x, Shape::new([rows, d_out]));
     let line = vector_width(d_out);
     let units = rows.div_ceil(2) * (d_out / line).div_ceil(2);
-    let cube_dim = CubeDim::new(&x.client, units);
-    let cube_count = calculate_cube_count_elemwise(&x.client, units, cube_dim);
+    let (cubes, cube_dim) = grid(&x.client, units);
     let addressing = address_type(&[&x, &weight, &output]).max(
         bias.as_ref()
             .map_or(AddressType::default(), CubeTensor::required_address_type),
@@ -116,7 +111,7 @@ pub fn few_rows_matmul(
     unsafe {
         few_rows_matmul_kernel::launch_unchecked(
             &output.client,
-            cube_count,
+            cubes,
             cube_dim,
             addressing,
             line,
@@ -124,10 +119,27 @@ pub fn few_rows_matmul(
             weight.into_tensor_arg(),
             bias.map(CubeTensor::into_buffer_arg).into(),
             output.clone().into_linear_view(),
-            ElemType::Float(FloatKind::F32),
+            F32,
         );
     }
     BurnTensor::from_primitive::<Cube>(output)
+}
+
+/// The element type of every kernel here (the engine computes in f32).
+const F32: ElemType = ElemType::Float(FloatKind::F32);
+
+/// A new f32 tensor of `shape` on `like`'s device.
+fn empty_like(like: &CubeTensor, shape: Shape) -> CubeTensor {
+    empty_device_dtype(like.client.clone(), like.device.clone(), shape, DType::F32)
+}
+
+/// The cube count and cube size that run `units` units, one per unit of work.
+fn grid(client: &Client, units: usize) -> (CubeCount, CubeDim) {
+    let cube_dim = CubeDim::new(client, units);
+    (
+        calculate_cube_count_elemwise(client, units, cube_dim),
+        cube_dim,
+    )
 }
 
 /// vec4 loads where the width allows (every model here has widths divisible by 4).
@@ -155,6 +167,12 @@ fn primitive<const D: usize>(t: BurnTensor<D>) -> CubeTensor {
     t
 }
 
+/// A unit's `(batch, head, i)` when units run over `[B, heads, inner]` in row-major order.
+#[cube]
+fn batch_head_index(pos: usize, heads: usize, inner: usize) -> (usize, usize, usize) {
+    (pos / (inner * heads), (pos / inner) % heads, pos % inner)
+}
+
 /// A decode step's attention scores: `scores[b, h, s] = scale · q[b, h, 0, :] · keys[b, h, s, :]` for the
 /// first `S` cached positions. One unit per score.
 #[cube(launch_unchecked, address_type = "dynamic")]
@@ -169,9 +187,7 @@ fn decode_scores_kernel<F: Float>(
     if ABSOLUTE_POS >= scores.shape(0) * heads * len {
         terminate!();
     }
-    let s = ABSOLUTE_POS % len;
-    let h = (ABSOLUTE_POS / len) % heads;
-    let b = ABSOLUTE_POS / (len * heads);
+    let (b, h, s) = batch_head_index(ABSOLUTE_POS, heads, len);
     let q_row = b * q.stride(0) + h * q.stride(1);
     let k_row = b * keys.stride(0) + h * keys.stride(1) + s * keys.stride(2);
     let (q_step, k_step) = (q.stride(3), keys.stride(3));
@@ -199,9 +215,7 @@ fn decode_mix_kernel<F: Float, N: Size>(
     }
     let line = values.vector_size();
     let (heads, head_vectors, len) = (values.shape(1), values.shape(3) / line, scores.shape(2));
-    let d = ABSOLUTE_POS % head_vectors;
-    let h = (ABSOLUTE_POS / head_vectors) % heads;
-    let b = ABSOLUTE_POS / (head_vectors * heads);
+    let (b, h, d) = batch_head_index(ABSOLUTE_POS, heads, head_vectors);
     let row = b * scores.stride(0) + h * scores.stride(1);
     let step = scores.stride(2);
 
@@ -240,15 +254,12 @@ pub fn decode_attention(
         values.is_contiguous() && keys.is_contiguous(),
         "decode_attention needs row-major caches"
     );
-    let new =
-        |shape: Shape| empty_device_dtype(q.client.clone(), q.device.clone(), shape, DType::F32);
-    let scores = new(Shape::new([b, h, len]));
-    let output = new(Shape::new([b, h * hd]));
+    let scores = empty_like(&q, Shape::new([b, h, len]));
+    let output = empty_like(&q, Shape::new([b, h * hd]));
     let client = q.client.clone();
-    let f32 = ElemType::Float(FloatKind::F32);
 
     let units = b * h * len;
-    let cube_dim = CubeDim::new(&client, units);
+    let (cubes, cube_dim) = grid(&client, units);
     let addressing = address_type(&[&q, &keys, &scores]);
     // SAFETY: units index only `b`, `h` and `s < len` within the tensors' shapes, `len ≤ capacity`.
     assert!(
@@ -258,33 +269,33 @@ pub fn decode_attention(
     unsafe {
         decode_scores_kernel::launch_unchecked(
             &client,
-            calculate_cube_count_elemwise(&client, units, cube_dim),
+            cubes,
             cube_dim,
             addressing,
             q.into_tensor_arg(),
             keys.into_tensor_arg(),
             scores.clone().into_tensor_arg(),
             1.0 / (hd as f32).sqrt(),
-            f32,
+            F32,
         );
     }
 
     let line = vector_width(hd);
     let units = b * h * hd / line;
-    let cube_dim = CubeDim::new(&client, units);
+    let (cubes, cube_dim) = grid(&client, units);
     let addressing = address_type(&[&scores, &values, &output]);
     // SAFETY: as above; `d` indexes whole vectors of a row-major `hd`.
     unsafe {
         decode_mix_kernel::launch_unchecked(
             &client,
-            calculate_cube_count_elemwise(&client, units, cube_dim),
+            cubes,
             cube_dim,
             addressing,
             line,
             scores.into_tensor_arg(),
             values.into_tensor_arg(),
             output.clone().into_linear_view(),
-            f32,
+            F32,
         );
     }
     BurnTensor::from_primitive::<Cube>(output)
@@ -322,28 +333,23 @@ pub fn rms_norm(x: BurnTensor<2>, gamma: BurnTensor<1>, epsilon: f64) -> BurnTen
     let (x, gamma) = (primitive(x), primitive(gamma));
     let shape = x.meta.shape().clone();
     assert_eq!(shape[1], gamma.meta.shape()[0], "rms_norm: widths differ");
-    let output = empty_device_dtype(
-        x.client.clone(),
-        x.device.clone(),
-        shape.clone(),
-        DType::F32,
-    );
+    let output = empty_like(&x, shape.clone());
     let units = shape.num_elements();
     let client = x.client.clone();
-    let cube_dim = CubeDim::new(&client, units);
+    let (cubes, cube_dim) = grid(&client, units);
     let addressing = address_type(&[&x, &gamma, &output]);
     // SAFETY: units index rows and columns of `x`'s own shape; `gamma` is as wide as a row.
     unsafe {
         rms_norm_kernel::launch_unchecked(
             &client,
-            calculate_cube_count_elemwise(&client, units, cube_dim),
+            cubes,
             cube_dim,
             addressing,
             x.into_tensor_arg(),
             gamma.into_buffer_arg(),
             output.clone().into_tensor_arg(),
             epsilon as f32,
-            ElemType::Float(FloatKind::F32),
+            F32,
         );
     }
     BurnTensor::from_primitive::<Cube>(output)
@@ -364,9 +370,7 @@ fn rotary_step_kernel<F: Float>(
     if ABSOLUTE_POS >= x.shape(0) * heads * hd {
         terminate!();
     }
-    let j = ABSOLUTE_POS % hd;
-    let h = (ABSOLUTE_POS / hd) % heads;
-    let b = ABSOLUTE_POS / (hd * heads);
+    let (b, h, j) = batch_head_index(ABSOLUTE_POS, heads, hd);
     let row = b * x.stride(0) + h * x.stride(1);
     let step = x.stride(3);
     let half = hd / 2;
@@ -383,28 +387,23 @@ pub fn rotary_step(x: BurnTensor<4>, cos: BurnTensor<2>, sin: BurnTensor<2>) -> 
     let shape = x.meta.shape().clone();
     assert_eq!(shape[2], 1, "rotary_step rotates one position");
     assert_eq!(cos.meta.shape()[1], shape[3], "rotary_step: table width");
-    let output = empty_device_dtype(
-        x.client.clone(),
-        x.device.clone(),
-        shape.clone(),
-        DType::F32,
-    );
+    let output = empty_like(&x, shape.clone());
     let units = shape.num_elements();
     let client = x.client.clone();
-    let cube_dim = CubeDim::new(&client, units);
+    let (cubes, cube_dim) = grid(&client, units);
     let addressing = address_type(&[&x, &cos, &sin, &output]);
     // SAFETY: units index `x`'s own shape; the tables are one row as wide as a head.
     unsafe {
         rotary_step_kernel::launch_unchecked(
             &client,
-            calculate_cube_count_elemwise(&client, units, cube_dim),
+            cubes,
             cube_dim,
             addressing,
             x.into_tensor_arg(),
             cos.into_tensor_arg(),
             sin.into_tensor_arg(),
             output.clone().into_tensor_arg(),
-            ElemType::Float(FloatKind::F32),
+            F32,
         );
     }
     BurnTensor::from_primitive::<Cube>(output)
