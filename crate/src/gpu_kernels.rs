@@ -16,6 +16,38 @@ use cubecl::ir::FloatKind;
 use cubecl::std::tensor::layout::linear::LinearViewMut;
 use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
+/// The 2 × 2 block of products both few-row kernels accumulate: rows `x0`, `x1` of `x` (element offsets)
+/// against column vector `ca` of `wa` and `cb` of `wb` (vector indices; `a_step`, `b_step`: vectors per
+/// weight row) → `(x0·a, x0·b, x1·a, x1·b)`. Each weight vector is loaded once for both rows.
+#[cube]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+fn pair_products<E: Numeric, N: Size>(
+    x: &Tensor<E>,
+    x0: usize,
+    x1: usize,
+    wa: &Tensor<Vector<E, N>>,
+    ca: usize,
+    a_step: usize,
+    wb: &Tensor<Vector<E, N>>,
+    cb: usize,
+    b_step: usize,
+) -> (Vector<E, N>, Vector<E, N>, Vector<E, N>, Vector<E, N>) {
+    let x_step = x.stride(1);
+    let zero = Vector::broadcast(E::from_int(0));
+    let (mut s0a, mut s0b, mut s1a, mut s1b) = (zero, zero, zero, zero);
+    for i in 0..wa.shape(0) {
+        let a = wa[i * a_step + ca];
+        let b = wb[i * b_step + cb];
+        let r0 = Vector::broadcast(x[x0 + i * x_step]);
+        let r1 = Vector::broadcast(x[x1 + i * x_step]);
+        s0a += r0 * a;
+        s0b += r0 * b;
+        s1a += r1 * a;
+        s1b += r1 * b;
+    }
+    (s0a, s0b, s1a, s1b)
+}
+
 /// One unit per output vector of a pair of rows: `output[r, c..c + N] = bias[c..] + Σ_i x[r, i] · weight[i,
 /// c..]` for `r` in `2p, 2p + 1` (a decode step with guidance is exactly one pair).
 ///
@@ -45,21 +77,10 @@ fn few_rows_matmul_kernel<E: Numeric, N: Size>(
     let c1 = clamp_max(c0 + 1, cols - 1);
     let x0 = r0 * x.stride(0);
     let x1 = r1 * x.stride(0);
-    let x_step = x.stride(1);
     let w_step = weight.stride(0) / line;
 
+    let (s00, s01, s10, s11) = pair_products(x, x0, x1, weight, c0, w_step, weight, c1, w_step);
     let zero = Vector::broadcast(E::from_int(0));
-    let (mut s00, mut s01, mut s10, mut s11) = (zero, zero, zero, zero);
-    for i in 0..weight.shape(0) {
-        let w0 = weight[i * w_step + c0];
-        let w1 = weight[i * w_step + c1];
-        let a = Vector::broadcast(x[x0 + i * x_step]);
-        let b = Vector::broadcast(x[x1 + i * x_step]);
-        s00 += a * w0;
-        s01 += a * w1;
-        s10 += b * w0;
-        s11 += b * w1;
-    }
     let b0: ComptimeOption<Vector<E, N>> = bias.as_ref().map(|bias| bias[c0]);
     let b1: ComptimeOption<Vector<E, N>> = bias.as_ref().map(|bias| bias[c1]);
     let (b0, b1) = (b0.unwrap_or(zero), b1.unwrap_or(zero));
@@ -165,6 +186,72 @@ fn primitive<const D: usize>(t: BurnTensor<D>) -> CubeTensor {
         .expect("few_rows_matmul runs on GPU tensors");
     assert_eq!(t.dtype, DType::F32, "few_rows_matmul is f32");
     t
+}
+
+/// SwiGLU for a pair of rows: `output[r, c..] = silu(x[r] · gate[:, c..]) ⊙ (x[r] · up[:, c..])`, one unit per
+/// output vector of the pair: the two products, the SiLU and the product in one kernel where the layer ran
+/// four. The weights are read as in [`few_rows_matmul_kernel`].
+#[cube(launch_unchecked, address_type = "dynamic")]
+fn few_rows_swiglu_kernel<F: Float, N: Size>(
+    x: &Tensor<F>,
+    gate: &Tensor<Vector<F, N>>,
+    up: &Tensor<Vector<F, N>>,
+    mut output: LinearViewMut<'_, Vector<F, N>>,
+    #[define(F)] _dtype: ElemType,
+) {
+    let line = gate.vector_size();
+    let cols = gate.shape(1) / line;
+    let rows = x.shape(0);
+    let r0 = (ABSOLUTE_POS / cols) * 2;
+    let c = ABSOLUTE_POS % cols;
+    if r0 >= rows {
+        terminate!();
+    }
+    let r1 = clamp_max(r0 + 1, rows - 1);
+    let (x0, x1) = (r0 * x.stride(0), r1 * x.stride(0));
+    let (g_step, u_step) = (gate.stride(0) / line, up.stride(0) / line);
+
+    let (g0, u0, g1, u1) = pair_products(x, x0, x1, gate, c, g_step, up, c, u_step);
+    let one = Vector::broadcast(F::new(1.0));
+    output.write(r0 * cols + c, g0 / (one + (-g0).exp()) * u0);
+    if r1 > r0 {
+        output.write(r1 * cols + c, g1 / (one + (-g1).exp()) * u1);
+    }
+}
+
+/// [`few_rows_swiglu_kernel`]: `x` `[rows, in]`, `gate` and `up` `[in, hidden]` (row-major) → `[rows, hidden]`.
+pub fn few_rows_swiglu(x: BurnTensor<2>, gate: BurnTensor<2>, up: BurnTensor<2>) -> BurnTensor<2> {
+    let (x, gate, up) = (primitive(x), primitive(gate), primitive(up));
+    assert!(
+        gate.is_contiguous() && up.is_contiguous() && gate.meta.shape() == up.meta.shape(),
+        "few_rows_swiglu needs two row-major weights of one shape"
+    );
+    assert_eq!(
+        x.meta.shape()[1],
+        gate.meta.shape()[0],
+        "inner sizes differ"
+    );
+    let (rows, hidden) = (x.meta.shape()[0], gate.meta.shape()[1]);
+    let output = empty_like(&x, Shape::new([rows, hidden]));
+    let line = vector_width(hidden);
+    let (cubes, cube_dim) = grid(&x.client, rows.div_ceil(2) * hidden / line);
+    let addressing = address_type(&[&x, &gate, &up, &output]);
+    // SAFETY: as in `few_rows_matmul`: rows and columns come from the output's shape, checked above.
+    unsafe {
+        few_rows_swiglu_kernel::launch_unchecked(
+            &output.client,
+            cubes,
+            cube_dim,
+            addressing,
+            line,
+            x.into_tensor_arg(),
+            gate.into_tensor_arg(),
+            up.into_tensor_arg(),
+            output.clone().into_linear_view(),
+            F32,
+        );
+    }
+    BurnTensor::from_primitive::<Cube>(output)
 }
 
 /// A unit's `(batch, head, i)` when units run over `[B, heads, inner]` in row-major order.

@@ -389,9 +389,25 @@ impl Block {
                 .attn
                 .forward(normalize(&self.attn_norm, x), rope, layer, start);
         let h = normalize(&self.mlp_norm, x.clone());
-        x + self
-            .w_down
-            .forward(silu(self.w_gate.forward(h.clone())) * self.w_up.forward(h))
+        x + self.w_down.forward(self.swiglu(h))
+    }
+
+    /// `silu(h · W_gate) ⊙ (h · W_up)`, `[B, T, D]` → `[B, T, hidden]`; one kernel for a decode step on a GPU.
+    fn swiglu(&self, h: Tensor<3>) -> Tensor<3> {
+        #[cfg(any(feature = "gpu", target_arch = "wasm32"))]
+        {
+            let [b, t, d] = h.dims();
+            if b * t <= HOST_ROWS && self.w_gate.host.is_none() {
+                let (gate, up) = (&self.w_gate.linear.weight, &self.w_up.linear.weight);
+                let out = crate::gpu_kernels::few_rows_swiglu(
+                    h.reshape([b * t, d]),
+                    gate.val(),
+                    up.val(),
+                );
+                return out.reshape([b, t, gate.dims()[1]]);
+            }
+        }
+        silu(self.w_gate.forward(h.clone())) * self.w_up.forward(h)
     }
 }
 
