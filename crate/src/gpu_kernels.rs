@@ -1,11 +1,13 @@
 //! Hand-written GPU kernels (CubeCL, so the same source compiles to WGSL for WebGPU and to SPIR-V for
 //! Vulkan) for the shapes burn's own kernels handle badly.
 //!
-//! A decode step multiplies `[rows ≤ 4, in]` activations by an `[in, out]` weight. Without autotuning,
-//! burn's matmul tiles that shape like a large product and computes mostly rows that do not exist; a
+//! A decode step works on a few rows (one per guidance sequence). Without autotuning, burn's matmul tiles a
+//! `[rows ≤ 4, in]·[in, out]` product like a large one and computes mostly rows that do not exist; a
 //! broadcast multiply and a sum does the right work but writes and re-reads a `[rows, in, out]`
-//! intermediate (on Mesa's lavapipe those two kernels took 85 % of a decode step). [`few_rows_matmul`] is
-//! one kernel that reads the weight once per row, in order, and writes only the `[rows, out]` result.
+//! intermediate (on Mesa's lavapipe those two kernels took 85 % of a decode step). And a software GPU
+//! (Chromium's SwiftShader) pays mostly per dispatch, where burn spends six kernels on an RMSNorm and six on
+//! a rotary embedding. So a decode step on a GPU runs these instead: [`few_rows_matmul`],
+//! [`few_rows_swiglu`], [`decode_attention`], [`rms_norm`] and [`rotary_step`]; prefill keeps burn's ops.
 
 use burn::backend::Cube;
 use burn::tensor::{DType, Shape, Tensor as BurnTensor};
@@ -113,6 +115,11 @@ pub fn few_rows_matmul(
         weight.is_contiguous(),
         "few_rows_matmul needs a row-major weight"
     );
+    assert_eq!(
+        x.meta.shape()[1],
+        weight.meta.shape()[0],
+        "inner sizes differ"
+    );
     let (rows, d_out) = (x.meta.shape()[0], weight.meta.shape()[1]);
     let output = empty_like(&x, Shape::new([rows, d_out]));
     let line = vector_width(d_out);
@@ -121,11 +128,6 @@ pub fn few_rows_matmul(
     let addressing = address_type(&[&x, &weight, &output]).max(
         bias.as_ref()
             .map_or(AddressType::default(), CubeTensor::required_address_type),
-    );
-    assert_eq!(
-        x.meta.shape()[1],
-        weight.meta.shape()[0],
-        "inner sizes differ"
     );
     // SAFETY: every index the kernel reads is inside its tensor: rows and columns come from the output's
     // shape ([rows, out], checked above against x and weight), the inner index stays below `in`.
@@ -180,11 +182,12 @@ fn address_type(tensors: &[&CubeTensor]) -> AddressType {
         .unwrap_or_default()
 }
 
+/// `t`'s CubeCL tensor.
 fn primitive<const D: usize>(t: BurnTensor<D>) -> CubeTensor {
     let t = t
         .try_into_primitive::<Cube>()
-        .expect("few_rows_matmul runs on GPU tensors");
-    assert_eq!(t.dtype, DType::F32, "few_rows_matmul is f32");
+        .expect("gpu_kernels run on GPU tensors");
+    assert_eq!(t.dtype, DType::F32, "gpu_kernels compute in f32");
     t
 }
 
@@ -348,11 +351,11 @@ pub fn decode_attention(
     let units = b * h * len;
     let (cubes, cube_dim) = grid(&client, units);
     let addressing = address_type(&[&q, &keys, &scores]);
-    // SAFETY: units index only `b`, `h` and `s < len` within the tensors' shapes, `len ≤ capacity`.
     assert!(
         len <= keys.meta.shape()[2],
         "more positions than the cache holds"
     );
+    // SAFETY: units index only `b`, `h` and `s < len` within the tensors' shapes, `len ≤ capacity`.
     unsafe {
         decode_scores_kernel::launch_unchecked(
             &client,

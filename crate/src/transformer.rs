@@ -9,6 +9,8 @@ use burn::nn::{Linear, RmsNorm};
 use burn::tensor::activation::{gelu, silu, softmax};
 use burn::tensor::module::embedding;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+#[cfg(any(feature = "gpu", target_arch = "wasm32"))]
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use crate::config::TransformerConfig;
@@ -119,18 +121,20 @@ impl Dense {
                 let out = host.apply(&input, rows);
                 Tensor::from_data(TensorData::new(out, shape), &device)
             }
-            #[cfg(any(feature = "gpu", target_arch = "wasm32"))]
-            None if rows <= HOST_ROWS => {
-                let mut shape = dims;
-                shape[D - 1] = self.linear.weight.dims()[1];
-                crate::gpu_kernels::few_rows_matmul(
-                    x.reshape([rows, dims[D - 1]]),
-                    self.linear.weight.val(),
-                    self.linear.bias.as_ref().map(|b| b.val()),
-                )
-                .reshape(shape)
+            _ => {
+                #[cfg(any(feature = "gpu", target_arch = "wasm32"))]
+                let x = match gpu_decode_step(x, |x| {
+                    crate::gpu_kernels::few_rows_matmul(
+                        x,
+                        self.linear.weight.val(),
+                        self.linear.bias.as_ref().map(|b| b.val()),
+                    )
+                }) {
+                    ControlFlow::Break(y) => return y,
+                    ControlFlow::Continue(x) => x,
+                };
+                self.linear.forward(x)
             }
-            _ => self.linear.forward(x),
         }
     }
 }
@@ -160,17 +164,33 @@ pub(crate) fn dense(
     Dense { linear, host }
 }
 
+/// A decode step's few rows on a GPU through one of `gpu_kernels`' row kernels: `x` `[..., in]` as `[rows,
+/// in]` through `kernel`, and its `[rows, out]` back as `[..., out]` (`Break`). `Continue(x)`, untouched, for
+/// more rows (prefill: burn's ops) or a tensor on the CPU.
+#[cfg(any(feature = "gpu", target_arch = "wasm32"))]
+fn gpu_decode_step<const D: usize>(
+    x: Tensor<D>,
+    kernel: impl FnOnce(Tensor<2>) -> Tensor<2>,
+) -> ControlFlow<Tensor<D>, Tensor<D>> {
+    let mut dims = x.dims();
+    let rows: usize = dims[..D - 1].iter().product();
+    if rows > HOST_ROWS || x.device() == Device::flex() {
+        return ControlFlow::Continue(x);
+    }
+    let y = kernel(x.reshape([rows, dims[D - 1]]));
+    dims[D - 1] = y.dims()[1];
+    ControlFlow::Break(y.reshape(dims))
+}
+
 /// `norm` applied to `x` `[..., D]`; a decode step's few rows on a GPU take one kernel.
 fn normalize<const D: usize>(norm: &RmsNorm, x: Tensor<D>) -> Tensor<D> {
     #[cfg(any(feature = "gpu", target_arch = "wasm32"))]
-    {
-        let dims = x.dims();
-        let rows: usize = dims[..D - 1].iter().product();
-        if rows <= HOST_ROWS && x.device() != Device::flex() {
-            let x = x.reshape([rows, dims[D - 1]]);
-            return crate::gpu_kernels::rms_norm(x, norm.gamma.val(), norm.epsilon).reshape(dims);
-        }
-    }
+    let x = match gpu_decode_step(x, |x| {
+        crate::gpu_kernels::rms_norm(x, norm.gamma.val(), norm.epsilon)
+    }) {
+        ControlFlow::Break(y) => return y,
+        ControlFlow::Continue(x) => x,
+    };
     norm.forward(x)
 }
 
@@ -395,18 +415,13 @@ impl Block {
     /// `silu(h · W_gate) ⊙ (h · W_up)`, `[B, T, D]` → `[B, T, hidden]`; one kernel for a decode step on a GPU.
     fn swiglu(&self, h: Tensor<3>) -> Tensor<3> {
         #[cfg(any(feature = "gpu", target_arch = "wasm32"))]
-        {
-            let [b, t, d] = h.dims();
-            if b * t <= HOST_ROWS && self.w_gate.host.is_none() {
-                let (gate, up) = (&self.w_gate.linear.weight, &self.w_up.linear.weight);
-                let out = crate::gpu_kernels::few_rows_swiglu(
-                    h.reshape([b * t, d]),
-                    gate.val(),
-                    up.val(),
-                );
-                return out.reshape([b, t, gate.dims()[1]]);
-            }
-        }
+        let h = match gpu_decode_step(h, |h| {
+            let (gate, up) = (&self.w_gate.linear.weight, &self.w_up.linear.weight);
+            crate::gpu_kernels::few_rows_swiglu(h, gate.val(), up.val())
+        }) {
+            ControlFlow::Break(y) => return y,
+            ControlFlow::Continue(h) => h,
+        };
         silu(self.w_gate.forward(h.clone())) * self.w_up.forward(h)
     }
 }
