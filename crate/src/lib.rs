@@ -16,6 +16,8 @@ pub mod eval;
 pub mod generator;
 #[cfg(any(feature = "gpu", target_arch = "wasm32"))]
 pub mod gpu_kernels;
+#[cfg(not(target_arch = "wasm32"))]
+mod hot_join;
 pub mod image_input;
 pub mod model;
 pub mod policy;

@@ -38,8 +38,8 @@ pub(crate) fn linear(
 ///
 /// A decode step multiplies `[B ≤ 2, in]` by `[in, out]`: a matrix-vector product whose cost is streaming
 /// the weight from memory. burn's CPU matmul runs that shape through gemm's small-M kernel on one thread (it
-/// is below burn's parallel threshold); [`HostLinear::apply`] streams the weight once, row by row, into
-/// every output row at once. On a GPU, burn's matmul (without autotuning) tiles that shape for large
+/// is below burn's parallel threshold); [`HostLinear::apply`] streams a packed copy of the weight once, in
+/// f16 where the checkpoint is, for every output row at once, on two cores. On a GPU, burn's matmul (without autotuning) tiles that shape for large
 /// products and wastes most of its work on rows that do not exist; `gpu_kernels::few_rows_matmul` is one
 /// kernel sized to the product instead. Prefill (many rows) keeps burn's matmul everywhere.
 #[derive(Module, Debug)]
@@ -54,55 +54,280 @@ const HOST_ROWS: usize = 4;
 
 #[derive(Debug)]
 struct HostLinear {
-    /// `[in, out]`, row-major.
-    weight: Vec<f32>,
+    weight: HostWeight,
     /// `[out]`
     bias: Option<Vec<f32>>,
     d_in: usize,
     d_out: usize,
 }
 
+/// Output columns per panel of a [`HostWeight`]: a decode step's accumulators for one panel (rows ×
+/// `PANEL` f32) stay in registers for the whole input loop — 2 rows × 4 AVX2 vectors natively; 2 × 4
+/// SIMD128 vectors in wasm, whose engines have 16 vector registers to give them.
+const PANEL: usize = if cfg!(target_arch = "wasm32") { 16 } else { 32 };
+
+/// A [`HostLinear`] weight, packed in panels of [`PANEL`] output columns: `[⌈out / PANEL⌉, in, PANEL]`,
+/// the last panel padded with zeros, so a panel streams from memory in one contiguous run.
+///
+/// Checkpoints stored in f16 keep their f16 values: half the bytes to stream per decode step (the
+/// default model's 45 MB of f32 is more than this class of machine's L3; 22 MB is not), and widening an f16
+/// to f32 is exact, so the products are bit-for-bit those of the f32 copy.
+#[derive(Debug)]
+enum HostWeight {
+    F32(Vec<f32>),
+    /// IEEE binary16 bit patterns, all finite.
+    F16(Vec<u16>),
+}
+
 impl HostLinear {
-    /// `x` `[rows, in]` → `[rows, out]`. The weight is read once: for each input feature, its row of the
-    /// weight is added, scaled, into every output row (a loop the compiler vectorises).
+    /// `weight` `[in, out]` row-major, packed; kept as f16 when every value is one exactly.
+    fn new(weight: Vec<f32>, bias: Option<Vec<f32>>, d_in: usize, d_out: usize) -> Self {
+        assert_eq!(weight.len(), d_in * d_out, "HostLinear weight is [in, out]");
+        let panels = d_out.div_ceil(PANEL);
+        let mut packed = vec![0.0f32; panels * d_in * PANEL];
+        for (i, row) in weight.chunks_exact(d_out).enumerate() {
+            for (p, columns) in row.chunks(PANEL).enumerate() {
+                let start = (p * d_in + i) * PANEL;
+                packed[start..start + columns.len()].copy_from_slice(columns);
+            }
+        }
+        let as_f16: Option<Vec<u16>> = packed
+            .iter()
+            .map(|&v| {
+                let h = half::f16::from_f32(v);
+                (h.is_finite() && h.to_f32() == v).then_some(h.to_bits())
+            })
+            .collect();
+        let weight = match as_f16 {
+            Some(bits) => HostWeight::F16(bits),
+            None => HostWeight::F32(packed),
+        };
+        HostLinear {
+            weight,
+            bias,
+            d_in,
+            d_out,
+        }
+    }
+
+    /// `x` `[rows ≤ HOST_ROWS, in]` → `[rows, out]`, reading the weight once.
     fn apply(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        assert!((1..=HOST_ROWS).contains(&rows) && x.len() == rows * self.d_in);
         let mut out = match &self.bias {
             Some(bias) => bias.repeat(rows),
             None => vec![0.0; rows * self.d_out],
         };
-        // Compiled once per instruction set and picked at run time (AVX2 where the CPU has it).
-        pulp::Arch::new().dispatch(Accumulate {
-            linear: self,
-            x,
-            out: &mut out,
-        });
+        match rows {
+            1 => self.accumulate::<1>(x, &mut out),
+            2 => self.accumulate::<2>(x, &mut out),
+            3 => self.accumulate::<3>(x, &mut out),
+            _ => self.accumulate::<4>(x, &mut out),
+        }
         out
+    }
+
+    /// `out` `[R, out]` += `x` `[R, in]` · weight. Natively, a product big enough to pay for the hand-over
+    /// is split by panels between this thread and [`crate::hot_join`]'s helper: each streams half the
+    /// weight, which is what bounds a decode step (one core alone does not reach the memory bandwidth).
+    fn accumulate<const R: usize>(&self, x: &[f32], out: &mut [f32]) {
+        let k = self.d_in;
+        let x: [&[f32]; R] = std::array::from_fn(|r| &x[r * k..][..k]);
+        let mut rows = out.chunks_exact_mut(self.d_out);
+        let out: [&mut [f32]; R] = std::array::from_fn(|_| rows.next().expect("R output rows"));
+        let weight = match &self.weight {
+            HostWeight::F32(w) => Panels::F32(w),
+            HostWeight::F16(w) => Panels::F16(w),
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        if k * self.d_out >= SPLIT_WEIGHTS {
+            let columns = self.d_out.div_ceil(PANEL) / 2 * PANEL;
+            let (weight_left, weight_right) = weight.split_at(columns * k);
+            let mut left = out;
+            let right: [&mut [f32]; R] = std::array::from_fn(|r| {
+                let (row_left, row_right) = std::mem::take(&mut left[r]).split_at_mut(columns);
+                left[r] = row_left;
+                row_right
+            });
+            crate::hot_join::join(
+                || accumulate_panels(weight_left, x, left, k),
+                || accumulate_panels(weight_right, x, right, k),
+            );
+            return;
+        }
+        accumulate_panels(weight, x, out, k);
     }
 }
 
-/// `out += x · weight` for [`HostLinear::apply`], as a `pulp` kernel so the plain loop below is
-/// vectorised with the widest instructions the CPU has.
-struct Accumulate<'a> {
-    linear: &'a HostLinear,
-    x: &'a [f32],
-    out: &'a mut [f32],
+/// Weights (`in × out`) from which a native host product is split over two threads: below it, handing
+/// half over costs more than it saves.
+#[cfg(not(target_arch = "wasm32"))]
+const SPLIT_WEIGHTS: usize = 1 << 15;
+
+/// A run of whole panels of a [`HostWeight`].
+#[derive(Clone, Copy)]
+enum Panels<'a> {
+    F32(&'a [f32]),
+    F16(&'a [u16]),
 }
 
-impl pulp::WithSimd for Accumulate<'_> {
-    type Output = ();
+impl<'a> Panels<'a> {
+    /// The first `len` values (whole panels) and the rest.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn split_at(self, len: usize) -> (Self, Self) {
+        match self {
+            Panels::F32(w) => (Panels::F32(&w[..len]), Panels::F32(&w[len..])),
+            Panels::F16(w) => (Panels::F16(&w[..len]), Panels::F16(&w[len..])),
+        }
+    }
+}
 
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
-        let (k, n) = (self.linear.d_in, self.linear.d_out);
-        for (i, w) in self.linear.weight.chunks_exact(n).enumerate() {
-            for (r, o) in self.out.chunks_exact_mut(n).enumerate() {
-                let xi = self.x[r * k + i];
-                for (o, w) in o.iter_mut().zip(w) {
-                    *o += xi * w;
-                }
+/// `out[r]` (the columns `panels` cover) += `x[r]` `[in]` · `panels`, compiled once per instruction set and
+/// picked at run time (AVX2 where the CPU has it) by `pulp`, so the plain loops of [`panel_products`] are
+/// vectorised with the widest instructions the CPU has.
+fn accumulate_panels<const R: usize>(
+    panels: Panels,
+    x: [&[f32]; R],
+    out: [&mut [f32]; R],
+    k: usize,
+) {
+    struct Kernel<'a, const R: usize> {
+        panels: Panels<'a>,
+        x: [&'a [f32]; R],
+        out: [&'a mut [f32]; R],
+        k: usize,
+    }
+    impl<const R: usize> pulp::WithSimd for Kernel<'_, R> {
+        type Output = ();
+
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _: S) {
+            match self.panels {
+                Panels::F32(w) => panel_products::<_, Portable, R>(w, self.x, self.out, self.k),
+                Panels::F16(w) => panel_products::<_, Portable, R>(w, self.x, self.out, self.k),
             }
         }
     }
+    #[cfg(target_arch = "x86_64")]
+    if let Panels::F16(w) = panels {
+        static F16C: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let f16c = *F16C.get_or_init(|| {
+            use std::arch::is_x86_feature_detected as has;
+            has!("avx") && has!("avx2") && has!("fma") && has!("f16c")
+        });
+        if f16c {
+            // SAFETY: the CPU has the features the function is compiled for (checked just above).
+            unsafe { f16c_panel_products(w, x, out, k) };
+            return;
+        }
+    }
+    pulp::Arch::new().dispatch(Kernel { panels, x, out, k });
+}
+
+/// How a panel row of stored weights (`PANEL` values) becomes f32, exactly.
+trait WidenRow<E> {
+    fn widen_row(row: &[E], wide: &mut [f32; PANEL]);
+}
+
+/// Plain Rust that every target vectorises.
+struct Portable;
+
+impl WidenRow<f32> for Portable {
+    #[inline(always)]
+    fn widen_row(row: &[f32], wide: &mut [f32; PANEL]) {
+        wide.copy_from_slice(row);
+    }
+}
+
+impl WidenRow<u16> for Portable {
+    #[inline(always)]
+    fn widen_row(row: &[u16], wide: &mut [f32; PANEL]) {
+        for (f, &h) in wide.iter_mut().zip(row) {
+            *f = widen_f16(h);
+        }
+    }
+}
+
+/// x86's F16C conversion instruction: one per 8 values, where [`widen_f16`] takes five operations (a
+/// decode step's f16 products ran conversion-bound without it).
+#[cfg(target_arch = "x86_64")]
+struct F16c;
+
+#[cfg(target_arch = "x86_64")]
+impl WidenRow<u16> for F16c {
+    #[inline(always)]
+    fn widen_row(row: &[u16], wide: &mut [f32; PANEL]) {
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm256_cvtph_ps, _mm256_storeu_ps};
+        assert_eq!(row.len(), PANEL);
+        for (eight, out) in row.chunks_exact(8).zip(wide.chunks_exact_mut(8)) {
+            // SAFETY: only reached from `f16c_panel_products`, whose callers checked the CPU has F16C and
+            // AVX; each load and store covers 8 values of slices that hold 8.
+            unsafe {
+                let halves = _mm_loadu_si128(eight.as_ptr().cast::<__m128i>());
+                _mm256_storeu_ps(out.as_mut_ptr(), _mm256_cvtph_ps(halves));
+            }
+        }
+    }
+}
+
+/// [`panel_products`] for f16 panels with [`F16c`], compiled for AVX2 + FMA + F16C.
+///
+/// # Safety
+/// The CPU must have those features.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,avx2,fma,f16c")]
+unsafe fn f16c_panel_products<const R: usize>(
+    panels: &[u16],
+    x: [&[f32]; R],
+    out: [&mut [f32]; R],
+    k: usize,
+) {
+    panel_products::<u16, F16c, R>(panels, x, out, k);
+}
+
+/// `out[r]` += `x[r]` `[k]` · `panels` (whole panels of a [`HostWeight`], covering `out[r].len()`
+/// columns). Per panel, R × [`PANEL`] accumulators start from `out` and take every input feature in order
+/// (so the sums are the same, bit for bit, as a plain row-by-row loop, however the panels are split);
+/// multiply and add stay separate operations, as wasm has no fused multiply-add, so every target computes
+/// the same floats.
+#[inline(always)]
+fn panel_products<E, W: WidenRow<E>, const R: usize>(
+    panels: &[E],
+    x: [&[f32]; R],
+    mut out: [&mut [f32]; R],
+    k: usize,
+) {
+    let n = out[0].len();
+    for (p, panel) in panels.chunks_exact(k * PANEL).enumerate() {
+        let (start, width) = (p * PANEL, PANEL.min(n - p * PANEL));
+        let mut acc = [[0.0f32; PANEL]; R];
+        for (acc, out) in acc.iter_mut().zip(&out) {
+            acc[..width].copy_from_slice(&out[start..][..width]);
+        }
+        for (i, w) in panel.chunks_exact(PANEL).enumerate() {
+            let mut wide = [0.0f32; PANEL];
+            W::widen_row(w, &mut wide);
+            for (acc, x) in acc.iter_mut().zip(x) {
+                let xi = x[i];
+                for (a, w) in acc.iter_mut().zip(wide) {
+                    *a += xi * w;
+                }
+            }
+        }
+        for (acc, out) in acc.iter().zip(&mut out) {
+            out[start..][..width].copy_from_slice(&acc[..width]);
+        }
+    }
+}
+
+/// A finite f16 (bit pattern `h`) as the f32 of the same value, in plain integer and float operations so
+/// the loop around it vectorises on every target (wasm SIMD has no f16 conversion): `h` in the top half of
+/// a word, shifted right arithmetically by 3, puts the exponent and mantissa in f32's places and copies the
+/// sign into three bits the mask clears; read as an f32 that is the value × 2⁻¹¹², and one exact multiply
+/// rebiases it, subnormals included. Infinities and NaNs are not handled ([`HostLinear::new`] keeps none).
+#[inline(always)]
+fn widen_f16(h: u16) -> f32 {
+    let bits = (((u32::from(h) << 16) as i32 >> 3) as u32) & 0x8fff_e000;
+    f32::from_bits(bits) * f32::from_bits(0x7780_0000) // 2¹¹²
 }
 
 impl Dense {
@@ -154,12 +379,12 @@ pub(crate) fn dense(
             .expect("weights are f32")
     };
     let host = (*w.device() == Device::flex()).then(|| {
-        Arc::new(HostLinear {
-            weight: floats(linear.weight.val().reshape([d_in * d_out])),
-            bias: linear.bias.as_ref().map(|b| floats(b.val())),
+        Arc::new(HostLinear::new(
+            floats(linear.weight.val().reshape([d_in * d_out])),
+            linear.bias.as_ref().map(|b| floats(b.val())),
             d_in,
             d_out,
-        })
+        ))
     });
     Dense { linear, host }
 }
@@ -569,21 +794,45 @@ mod tests {
 
     /// [`Dense`]'s decode-step path against burn's matmul on `device`, for 1, 2 and `HOST_ROWS + 1` rows
     /// (the last takes burn's path), with and without a bias, at output widths that take vectors of 4, 2
-    /// and 1 on a GPU.
+    /// and 1 on a GPU, for weights that are f32 and weights that are f16 values (kept as f16 on the host).
+    /// The host's sums follow burn's order of inputs only up to rounding, hence the tolerance.
     fn assert_decode_products_equal_burns_matmul(device: &Device) {
         let d_in = 48;
-        for d_out in [80, 6, 7] {
+        // 700: enough weights for the host to split the product over two threads (an uneven panel split).
+        let cases = [
+            (80, false),
+            (6, false),
+            (7, false),
+            (80, true),
+            (7, true),
+            (700, true),
+            (700, false),
+        ];
+        for (d_out, f16_weights) in cases {
             let normal = Distribution::Normal(0.0, 1.0);
-            let weight = Tensor::<2>::random([d_in, d_out], normal, device);
+            let mut weight = Tensor::<2>::random([d_in, d_out], normal, device);
+            if f16_weights {
+                let rounded = values(weight)
+                    .into_iter()
+                    .map(|v| half::f16::from_f32(v).to_f32())
+                    .collect::<Vec<_>>();
+                weight = Tensor::from_data(TensorData::new(rounded, [d_in, d_out]), device);
+            }
             let bias = Tensor::<1>::random([d_out], normal, device);
             for with_bias in [false, true] {
                 let host = (*device == Device::flex()).then(|| {
-                    Arc::new(HostLinear {
-                        weight: values(weight.clone()),
-                        bias: with_bias.then(|| values(bias.clone())),
+                    let host = HostLinear::new(
+                        values(weight.clone()),
+                        with_bias.then(|| values(bias.clone())),
                         d_in,
                         d_out,
-                    })
+                    );
+                    assert_eq!(
+                        matches!(host.weight, HostWeight::F16(_)),
+                        f16_weights,
+                        "host weight kept as f16 exactly when its values are f16"
+                    );
+                    Arc::new(host)
                 });
                 let dense = Dense {
                     host,
@@ -600,10 +849,39 @@ mod tests {
                     let worst = crate::test_util::max_abs_diff(&ours, &burn);
                     assert!(
                         worst < 1e-4,
-                        "out {d_out}, rows {rows}, bias {with_bias}: {worst}"
+                        "out {d_out}, f16 {f16_weights}, rows {rows}, bias {with_bias}: {worst}"
                     );
                 }
             }
+        }
+    }
+
+    /// Every finite f16, widened a panel row at a time by each [`WidenRow`] for f16 (the portable one and,
+    /// where the CPU has it, F16C), is the f32 `half` gives: subnormals and ±0 included.
+    #[test]
+    fn widening_f16_is_exact() {
+        let finite: Vec<u16> = (0..=u16::MAX)
+            .filter(|&bits| half::f16::from_bits(bits).is_finite())
+            .collect();
+        let check = |name: &str, widen_row: fn(&[u16], &mut [f32; PANEL])| {
+            for row in finite.chunks_exact(PANEL) {
+                let mut wide = [0.0f32; PANEL];
+                widen_row(row, &mut wide);
+                for (&bits, got) in row.iter().zip(wide) {
+                    let want = half::f16::from_bits(bits).to_f32();
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{name}: f16 bits {bits:#06x}"
+                    );
+                }
+            }
+        };
+        check("portable", <Portable as WidenRow<u16>>::widen_row);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("f16c") && std::arch::is_x86_feature_detected!("avx")
+        {
+            check("F16C", <F16c as WidenRow<u16>>::widen_row);
         }
     }
 

@@ -2,13 +2,14 @@
 // Chromium, in the same run: our WebGPU path against its WebGPU execution provider, our CPU wasm path against
 // its wasm one (one thread each). A benchmark, not a test: it prints one JSON object.
 //
-//   node tests/browser/peer-bench.mjs [--model models/tessera-shapes] [--rows N] [--runs R]
+//   node tests/browser/peer-bench.mjs [--model models/tessera-shapes] [--rows N] [--runs R] [--paths webgpu,wasm]
 //
 // The peer runs the PyTorch reference exported to ONNX (trainer/export_onnx.py, made under target/onnx/ when
 // missing, with trainer/.venv). Each side is measured --runs times, the sides interleaved so that the
 // machine's noise falls on all of them; figures are medians. tokens/s runs from the first finished token row
 // to row --rows, so start-up is reported apart (first_row_ms). SwiftShader is a software GPU: the WebGPU
-// figures compare engines, not what a real GPU does.
+// figures compare engines, not what a real GPU does. --paths wasm measures only the CPU pair (minutes, where
+// SwiftShader's pair takes a quarter of an hour).
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
@@ -21,6 +22,7 @@ const { values: opt } = parseArgs({
     model: { type: 'string', default: 'models/tessera-shapes' },
     rows: { type: 'string', default: '3' },
     runs: { type: 'string', default: '3' },
+    paths: { type: 'string', default: 'webgpu,wasm' },
   },
 });
 const model = opt.model.replace(/\/+$/, '');
@@ -35,12 +37,21 @@ if (!existsSync(join(onnxDir, 'transformer.onnx'))) {
   if (made.status !== 0) process.exit(1);
 }
 
-const SIDES = [
-  ['tessera_webgpu', 'engine=tessera&backend=webgpu'],
-  ['ort_webgpu', 'engine=ort&ep=webgpu'],
-  ['tessera_cpu', 'engine=tessera&backend=cpu'],
-  ['ort_wasm', 'engine=ort&ep=wasm'],
+// [name, page query, path]: each path is our engine and the peer on the same kind of device.
+const PAIRS = [
+  ['tessera_webgpu', 'engine=tessera&backend=webgpu', 'webgpu'],
+  ['ort_webgpu', 'engine=ort&ep=webgpu', 'webgpu'],
+  ['tessera_cpu', 'engine=tessera&backend=cpu', 'wasm'],
+  ['ort_wasm', 'engine=ort&ep=wasm', 'wasm'],
 ];
+const paths = opt.paths.split(',');
+for (const path of paths) {
+  if (!PAIRS.some(([, , p]) => p === path)) {
+    console.error(`error: --paths takes webgpu and/or wasm, not \`${path}\``);
+    process.exit(1);
+  }
+}
+const SIDES = PAIRS.filter(([, , path]) => paths.includes(path));
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
@@ -80,10 +91,14 @@ try {
     model, rows: Number(opt.rows), runs: Number(opt.runs), chromium: browser.version(),
     ...summary,
     // Same run, same browser: ours over the peer's, on the GPU path and on the CPU path.
-    ratio_webgpu: summary.tessera_webgpu.tokens_per_s / summary.ort_webgpu.tokens_per_s,
-    ratio_wasm: summary.tessera_cpu.tokens_per_s / summary.ort_wasm.tokens_per_s,
-    first_row_ratio_webgpu: summary.ort_webgpu.first_row_ms / summary.tessera_webgpu.first_row_ms,
-    first_row_ratio_wasm: summary.ort_wasm.first_row_ms / summary.tessera_cpu.first_row_ms,
+    ...(paths.includes('webgpu') && {
+      ratio_webgpu: summary.tessera_webgpu.tokens_per_s / summary.ort_webgpu.tokens_per_s,
+      first_row_ratio_webgpu: summary.ort_webgpu.first_row_ms / summary.tessera_webgpu.first_row_ms,
+    }),
+    ...(paths.includes('wasm') && {
+      ratio_wasm: summary.tessera_cpu.tokens_per_s / summary.ort_wasm.tokens_per_s,
+      first_row_ratio_wasm: summary.ort_wasm.first_row_ms / summary.tessera_cpu.first_row_ms,
+    }),
     tessera_wasm_mb: mb('pkg/tessera_bg.wasm'),
     // The runtime module the peer's page fetched (its WebGPU bundle serves both execution providers).
     ort_wasm_mb: mb(server.hits.find((p) => p.startsWith('/node_modules/onnxruntime-web/') && p.endsWith('.wasm'))),
