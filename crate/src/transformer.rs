@@ -517,27 +517,42 @@ impl Rope {
 pub struct KvCache {
     layers: Vec<LayerCache>,
     len: usize,
+    capacity: usize,
 }
 
-/// One layer's buffers; `Option` only so a step can own them while it writes (always `Some` between steps).
+/// One layer's keys and values, `[B, H, max_seq, hd]` each.
 #[derive(Debug)]
-struct LayerCache {
-    keys: Option<Tensor<4>>,
-    values: Option<Tensor<4>>,
+#[allow(clippy::large_enum_variant)] // one per layer, never moved in a loop: boxing would buy nothing
+enum LayerCache {
+    /// On a GPU: device tensors (`Option` only so a step can own them while it writes; always `Some` between
+    /// steps).
+    Device {
+        keys: Option<Tensor<4>>,
+        values: Option<Tensor<4>>,
+    },
+    /// On the CPU: host buffers, which a decode step's attention reads in place ([`host_decode_attention`]);
+    /// a tensor view of them would be copied out every step.
+    Host { keys: Vec<f32>, values: Vec<f32> },
 }
 
 impl KvCache {
     pub fn new(cfg: &TransformerConfig, batch: usize, device: &Device) -> Self {
         let hd = cfg.dim / cfg.n_heads;
-        let empty = || Tensor::zeros([batch, cfg.n_heads, cfg.max_seq, hd], device);
+        let shape = [batch, cfg.n_heads, cfg.max_seq, hd];
+        let layer = || match *device == Device::flex() {
+            true => LayerCache::Host {
+                keys: vec![0.0; shape.iter().product()],
+                values: vec![0.0; shape.iter().product()],
+            },
+            false => LayerCache::Device {
+                keys: Some(Tensor::zeros(shape, device)),
+                values: Some(Tensor::zeros(shape, device)),
+            },
+        };
         KvCache {
-            layers: (0..cfg.n_layers)
-                .map(|_| LayerCache {
-                    keys: Some(empty()),
-                    values: Some(empty()),
-                })
-                .collect(),
+            layers: (0..cfg.n_layers).map(|_| layer()).collect(),
             len: 0,
+            capacity: cfg.max_seq,
         }
     }
 
@@ -550,16 +565,13 @@ impl KvCache {
         self.len == 0
     }
 
-    /// Forget every position (the tensors are reused).
+    /// Forget every position (the buffers are reused).
     pub fn reset(&mut self) {
         self.len = 0;
     }
 
     pub fn capacity(&self) -> usize {
-        self.layers
-            .first()
-            .and_then(|l| l.keys.as_ref())
-            .map_or(0, |k| k.dims()[2])
+        self.capacity
     }
 }
 
@@ -580,28 +592,54 @@ impl Attention {
         let k = rope.apply(heads(self.wk.forward(x.clone())), start);
         let v = heads(self.wv.forward(x));
         let end = start + t;
-        let range = [0..b, 0..self.n_heads, start..end, 0..hd];
-        // Take the buffers out of the cache so they are uniquely owned and `slice_assign` writes in place
-        // (a shared buffer would be copied whole, every step).
-        let keys = layer
-            .keys
-            .take()
-            .expect("cache buffers are always present")
-            .slice_assign(range.clone(), k);
-        let values = layer
-            .values
-            .take()
-            .expect("cache buffers are always present")
-            .slice_assign(range, v);
-        layer.keys = Some(keys.clone());
-        layer.values = Some(values.clone());
-        #[cfg(any(feature = "gpu", target_arch = "wasm32"))]
-        if t == 1 && values.device() != Device::flex() {
-            let out = crate::gpu_kernels::decode_attention(q, keys, values, end); // [B, D]
-            return self.wo.forward(out.reshape([b, 1, d]));
-        }
-        let keys = keys.narrow(2, 0, end); // [B, H, S, hd]
-        let values = values.narrow(2, 0, end);
+        let (keys, values) = match layer {
+            LayerCache::Host { keys, values } => {
+                let capacity = keys.len() / (b * self.n_heads * hd);
+                let rows = |y: Tensor<4>| {
+                    y.into_data()
+                        .try_into_vec_as::<f32>()
+                        .expect("CPU tensors are f32")
+                };
+                write_positions(keys, &rows(k), capacity, start, t, hd);
+                write_positions(values, &rows(v), capacity, start, t, hd);
+                if t == 1 {
+                    let out = host_decode_attention(&rows(q), keys, values, capacity, end, hd); // [B, D]
+                    let out = Tensor::from_data(TensorData::new(out, [b, 1, d]), &Device::flex());
+                    return self.wo.forward(out);
+                }
+                // Prefill: burn's attention over a copy of the filled positions.
+                let shape = [b, self.n_heads, end, hd];
+                let filled = |buffer: &[f32]| {
+                    let data = buffer
+                        .chunks_exact(capacity * hd)
+                        .flat_map(|head| &head[..end * hd])
+                        .copied()
+                        .collect::<Vec<_>>();
+                    Tensor::<4>::from_data(TensorData::new(data, shape), &Device::flex())
+                };
+                (filled(keys), filled(values))
+            }
+            LayerCache::Device { keys, values } => {
+                let range = [0..b, 0..self.n_heads, start..end, 0..hd];
+                // Take the buffers out of the cache so they are uniquely owned and `slice_assign` writes in
+                // place (a shared buffer would be copied whole, every step).
+                let written = |buffer: &mut Option<Tensor<4>>, rows: Tensor<4>| {
+                    let full = buffer
+                        .take()
+                        .expect("cache buffers are always present")
+                        .slice_assign(range.clone(), rows);
+                    *buffer = Some(full.clone());
+                    full
+                };
+                let (keys, values) = (written(keys, k), written(values, v));
+                #[cfg(any(feature = "gpu", target_arch = "wasm32"))]
+                if t == 1 {
+                    let out = crate::gpu_kernels::decode_attention(q, keys, values, end); // [B, D]
+                    return self.wo.forward(out.reshape([b, 1, d]));
+                }
+                (keys.narrow(2, 0, end), values.narrow(2, 0, end)) // [B, H, S, hd]
+            }
+        };
         let scores = q.matmul(keys.swap_dims(2, 3)) / (hd as f64).sqrt(); // [B, H, T, S]
         let scores = match t {
             1 => scores, // one new position sees every cached one
@@ -609,6 +647,118 @@ impl Attention {
         };
         let out = softmax(scores, 3).matmul(values); // [B, H, T, hd]
         self.wo.forward(out.swap_dims(1, 2).reshape([b, t, d]))
+    }
+}
+
+/// `a · b`, in 8 running sums (a sum in one running total is one dependent add after another, which the
+/// compiler may not reorder into vectors).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut sums = [0.0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (a, b) in a8.zip(b8) {
+        for ((s, a), b) in sums.iter_mut().zip(a).zip(b) {
+            *s += a * b;
+        }
+    }
+    sums.iter().sum::<f32>() + tail
+}
+
+/// Copies `rows` `[B·H, T, hd]` into `buffer` `[B·H, capacity, hd]` at positions `start..start + T`.
+fn write_positions(
+    buffer: &mut [f32],
+    rows: &[f32],
+    capacity: usize,
+    start: usize,
+    t: usize,
+    hd: usize,
+) {
+    for (head, rows) in buffer
+        .chunks_exact_mut(capacity * hd)
+        .zip(rows.chunks_exact(t * hd))
+    {
+        head[start * hd..(start + t) * hd].copy_from_slice(rows);
+    }
+}
+
+/// One decode step's attention on the host: `q` `[B·H, hd]` over the first `len` positions of `keys` and
+/// `values` `[B·H, capacity, hd]` → `[B, H·hd]` (heads side by side, the layout `wo` reads). Softmax in f32
+/// with the maximum subtracted, as burn's.
+fn host_decode_attention(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    capacity: usize,
+    len: usize,
+    hd: usize,
+) -> Vec<f32> {
+    let mut out = vec![0.0; q.len()];
+    // Natively, half the heads on each core (as burn's batched matmul did).
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let heads = q.len() / hd;
+        let (split, cached) = (heads / 2 * hd, heads / 2 * capacity * hd);
+        let (q_left, q_right) = q.split_at(split);
+        let (out_left, out_right) = out.split_at_mut(split);
+        let (keys_left, keys_right) = keys.split_at(cached);
+        let (values_left, values_right) = values.split_at(cached);
+        crate::hot_join::join(
+            || attend(q_left, keys_left, values_left, out_left, capacity, len, hd),
+            || {
+                attend(
+                    q_right,
+                    keys_right,
+                    values_right,
+                    out_right,
+                    capacity,
+                    len,
+                    hd,
+                )
+            },
+        );
+    }
+    #[cfg(target_arch = "wasm32")]
+    attend(q, keys, values, &mut out, capacity, len, hd);
+    out
+}
+
+/// [`host_decode_attention`] for some heads: `q` and `out` `[heads, hd]`, `keys` and `values` `[heads,
+/// capacity, hd]`.
+fn attend(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    out: &mut [f32],
+    capacity: usize,
+    len: usize,
+    hd: usize,
+) {
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut scores = vec![0.0f32; len];
+    let heads = keys
+        .chunks_exact(capacity * hd)
+        .zip(values.chunks_exact(capacity * hd));
+    for ((q, out), (keys, values)) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)).zip(heads) {
+        for (score, key) in scores.iter_mut().zip(keys.chunks_exact(hd)) {
+            *score = dot(q, key) * scale;
+        }
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut total = 0.0;
+        for score in scores.iter_mut() {
+            *score = (*score - max).exp();
+            total += *score;
+        }
+        for (weight, value) in scores.iter().zip(values.chunks_exact(hd)) {
+            let weight = weight / total;
+            for (o, v) in out.iter_mut().zip(value) {
+                *o += weight * v;
+            }
+        }
     }
 }
 
