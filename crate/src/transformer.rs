@@ -39,8 +39,9 @@ pub(crate) fn linear(
 /// A decode step multiplies `[B ≤ 2, in]` by `[in, out]`: a matrix-vector product whose cost is streaming
 /// the weight from memory. burn's CPU matmul runs that shape through gemm's small-M kernel on one thread (it
 /// is below burn's parallel threshold); [`HostLinear::apply`] streams a packed copy of the weight once, in
-/// f16 where the checkpoint is, for every output row at once, on two cores. On a GPU, burn's matmul (without autotuning) tiles that shape for large
-/// products and wastes most of its work on rows that do not exist; `gpu_kernels::few_rows_matmul` is one
+/// f16 where the checkpoint is, for every output row at once, on two cores. On a GPU, burn's matmul
+/// (without autotuning) tiles that shape for large products and wastes most of its work on rows that do not
+/// exist; `gpu_kernels::few_rows_matmul` is one
 /// kernel sized to the product instead. Prefill (many rows) keeps burn's matmul everywhere.
 #[derive(Module, Debug)]
 pub struct Dense {
@@ -134,10 +135,7 @@ impl HostLinear {
         let x: [&[f32]; R] = std::array::from_fn(|r| &x[r * k..][..k]);
         let mut rows = out.chunks_exact_mut(self.d_out);
         let out: [&mut [f32]; R] = std::array::from_fn(|_| rows.next().expect("R output rows"));
-        let weight = match &self.weight {
-            HostWeight::F32(w) => Panels::F32(w),
-            HostWeight::F16(w) => Panels::F16(w),
-        };
+        let weight = self.weight.panels();
         #[cfg(not(target_arch = "wasm32"))]
         if k * self.d_out >= SPLIT_WEIGHTS {
             let columns = self.d_out.div_ceil(PANEL) / 2 * PANEL;
@@ -162,6 +160,15 @@ impl HostLinear {
 /// half over costs more than it saves.
 #[cfg(not(target_arch = "wasm32"))]
 const SPLIT_WEIGHTS: usize = 1 << 15;
+
+impl HostWeight {
+    fn panels(&self) -> Panels<'_> {
+        match self {
+            HostWeight::F32(w) => Panels::F32(w),
+            HostWeight::F16(w) => Panels::F16(w),
+        }
+    }
+}
 
 /// A run of whole panels of a [`HostWeight`].
 #[derive(Clone, Copy)]
@@ -208,17 +215,12 @@ fn accumulate_panels<const R: usize>(
         }
     }
     #[cfg(target_arch = "x86_64")]
-    if let Panels::F16(w) = panels {
-        static F16C: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        let f16c = *F16C.get_or_init(|| {
-            use std::arch::is_x86_feature_detected as has;
-            has!("avx") && has!("avx2") && has!("fma") && has!("f16c")
-        });
-        if f16c {
-            // SAFETY: the CPU has the features the function is compiled for (checked just above).
-            unsafe { f16c_panel_products(w, x, out, k) };
-            return;
-        }
+    if let Panels::F16(w) = panels
+        && has_f16c_kernel_features()
+    {
+        // SAFETY: the CPU has the features the function is compiled for (checked just above).
+        unsafe { f16c_panel_products(w, x, out, k) };
+        return;
     }
     pulp::Arch::new().dispatch(Kernel { panels, x, out, k });
 }
@@ -259,8 +261,8 @@ impl WidenRow<u16> for F16c {
         use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm256_cvtph_ps, _mm256_storeu_ps};
         assert_eq!(row.len(), PANEL);
         for (eight, out) in row.chunks_exact(8).zip(wide.chunks_exact_mut(8)) {
-            // SAFETY: only reached from `f16c_panel_products`, whose callers checked the CPU has F16C and
-            // AVX; each load and store covers 8 values of slices that hold 8.
+            // SAFETY: only used where `has_f16c_kernel_features` holds (F16C, AVX); each load and store
+            // covers 8 values of slices that hold 8.
             unsafe {
                 let halves = _mm_loadu_si128(eight.as_ptr().cast::<__m128i>());
                 _mm256_storeu_ps(out.as_mut_ptr(), _mm256_cvtph_ps(halves));
@@ -269,10 +271,17 @@ impl WidenRow<u16> for F16c {
     }
 }
 
+/// Whether this CPU has what [`f16c_panel_products`] is compiled for (std caches the detection).
+#[cfg(target_arch = "x86_64")]
+fn has_f16c_kernel_features() -> bool {
+    use std::arch::is_x86_feature_detected as has;
+    has!("avx") && has!("avx2") && has!("fma") && has!("f16c")
+}
+
 /// [`panel_products`] for f16 panels with [`F16c`], compiled for AVX2 + FMA + F16C.
 ///
 /// # Safety
-/// The CPU must have those features.
+/// The CPU must have those features ([`has_f16c_kernel_features`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx,avx2,fma,f16c")]
 unsafe fn f16c_panel_products<const R: usize>(
@@ -539,15 +548,18 @@ impl KvCache {
     pub fn new(cfg: &TransformerConfig, batch: usize, device: &Device) -> Self {
         let hd = cfg.dim / cfg.n_heads;
         let shape = [batch, cfg.n_heads, cfg.max_seq, hd];
-        let layer = || match *device == Device::flex() {
-            true => LayerCache::Host {
-                keys: vec![0.0; shape.iter().product()],
-                values: vec![0.0; shape.iter().product()],
-            },
-            false => LayerCache::Device {
-                keys: Some(Tensor::zeros(shape, device)),
-                values: Some(Tensor::zeros(shape, device)),
-            },
+        let layer = || {
+            if *device == Device::flex() {
+                LayerCache::Host {
+                    keys: vec![0.0; shape.iter().product()],
+                    values: vec![0.0; shape.iter().product()],
+                }
+            } else {
+                LayerCache::Device {
+                    keys: Some(Tensor::zeros(shape, device)),
+                    values: Some(Tensor::zeros(shape, device)),
+                }
+            }
         };
         KvCache {
             layers: (0..cfg.n_layers).map(|_| layer()).collect(),
@@ -1029,8 +1041,7 @@ mod tests {
         };
         check("portable", <Portable as WidenRow<u16>>::widen_row);
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("f16c") && std::arch::is_x86_feature_detected!("avx")
-        {
+        if has_f16c_kernel_features() {
             check("F16C", <F16c as WidenRow<u16>>::widen_row);
         }
     }
