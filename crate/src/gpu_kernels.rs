@@ -115,14 +115,8 @@ pub fn few_rows_matmul(
         weight.is_contiguous(),
         "few_rows_matmul needs a row-major weight"
     );
-    assert_eq!(
-        x.meta.shape()[1],
-        weight.meta.shape()[0],
-        "inner sizes differ"
-    );
-    let (rows, d_out) = (x.meta.shape()[0], weight.meta.shape()[1]);
-    let output = empty_like(&x, Shape::new([rows, d_out]));
-    let line = vector_width(d_out);
+    let (output, line) = row_product_output(&x, &weight);
+    let [rows, d_out] = dims2(&output);
     let units = rows.div_ceil(2) * (d_out / line).div_ceil(2);
     let (cubes, cube_dim) = grid(&x.client, units);
     let addressing = address_type(&[&x, &weight, &output]).max(
@@ -154,6 +148,20 @@ const F32: ElemType = ElemType::Float(FloatKind::F32);
 /// A new f32 tensor of `shape` on `like`'s device.
 fn empty_like(like: &CubeTensor, shape: Shape) -> CubeTensor {
     empty_device_dtype(like.client.clone(), like.device.clone(), shape, DType::F32)
+}
+
+/// The `[rows, out]` output of `x` `[rows, in]` times `weight` `[in, out]`, and the vector width its
+/// columns are read and written in.
+fn row_product_output(x: &CubeTensor, weight: &CubeTensor) -> (CubeTensor, usize) {
+    let ([rows, inner], [weight_inner, out]) = (dims2(x), dims2(weight));
+    assert_eq!(inner, weight_inner, "inner sizes differ");
+    (empty_like(x, Shape::new([rows, out])), vector_width(out))
+}
+
+/// A 2-D tensor's `[rows, columns]`.
+fn dims2(t: &CubeTensor) -> [usize; 2] {
+    let shape = t.meta.shape();
+    [shape[0], shape[1]]
 }
 
 /// The cube count and cube size that run `units` units, one per unit of work.
@@ -229,14 +237,8 @@ pub fn few_rows_swiglu(x: BurnTensor<2>, gate: BurnTensor<2>, up: BurnTensor<2>)
         gate.is_contiguous() && up.is_contiguous() && gate.meta.shape() == up.meta.shape(),
         "few_rows_swiglu needs two row-major weights of one shape"
     );
-    assert_eq!(
-        x.meta.shape()[1],
-        gate.meta.shape()[0],
-        "inner sizes differ"
-    );
-    let (rows, hidden) = (x.meta.shape()[0], gate.meta.shape()[1]);
-    let output = empty_like(&x, Shape::new([rows, hidden]));
-    let line = vector_width(hidden);
+    let (output, line) = row_product_output(&x, &gate);
+    let [rows, hidden] = dims2(&output);
     let (cubes, cube_dim) = grid(&x.client, rows.div_ceil(2) * hidden / line);
     let addressing = address_type(&[&x, &gate, &up, &output]);
     // SAFETY: as in `few_rows_matmul`: rows and columns come from the output's shape, checked above.
