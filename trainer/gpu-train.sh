@@ -15,6 +15,8 @@ VQ_SECONDS=${VQ_SECONDS:-120}
 GPT_SECONDS=${GPT_SECONDS:-270}
 DEADLINE=${DEADLINE:-560}
 SEED=${SEED:-1}
+# Training mix of the shard, e.g. MIX=sign=30,edit=35 (see `tessera data --help`); empty: the default mix.
+MIX=${MIX:-}
 # Warm start: INIT=model-folder VQ_STEPS=0 continues the transformer on the shipped VQ's codes.
 EXTRA=()
 [ -n "${INIT:-}" ] && EXTRA+=(--init "$INIT")
@@ -38,7 +40,7 @@ echo "smoke ok at $(( $(date +%s) - start )) s"
 fi
 
 echo "== shard"
-"$BIN" data --format shard --seed "$SEED" --n "$EXAMPLES" --out "$WORK/shard" || exit 1
+"$BIN" data --format shard --seed "$SEED" --n "$EXAMPLES" ${MIX:+--mix "$MIX"} --out "$WORK/shard" || exit 1
 echo "shard ok at $(( $(date +%s) - start )) s: $(du -sh "$WORK/shard" | cut -f1)"
 
 echo "== train"

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::scenes::IMAGE_SIZE;
 use crate::scenes::render::render;
-use crate::scenes::sample::{Sample, example_rng, training_sample};
+use crate::scenes::sample::{Mix, Sample, example_rng, training_sample};
 use crate::text::{self, Prompt, Segment};
 
 /// Stands for the source image's tokens in a shard's `cond` / `uncond`.
@@ -27,8 +27,8 @@ pub const IMAGE_SLOT: i64 = -1;
 /// Examples drawn and rendered in parallel per batch; bounds memory to a few hundred MB.
 const BATCH: usize = 4096;
 
-fn draw(seed: u64, index: usize) -> (Sample, Vec<u8>, Option<Vec<u8>>) {
-    let sample = training_sample(&mut example_rng(seed, index as u64));
+fn draw(seed: u64, mix: Mix, index: usize) -> (Sample, Vec<u8>, Option<Vec<u8>>) {
+    let sample = training_sample(&mut example_rng(seed, index as u64), mix);
     let target = render(&sample.scene);
     let source = sample.source.as_ref().map(render);
     (sample, target, source)
@@ -45,8 +45,8 @@ fn flatten(segments: &[Segment]) -> Vec<i64> {
     ids
 }
 
-/// Write `n` training examples drawn with `seed` as a shard in `out`.
-pub fn write_shard(seed: u64, n: usize, out: &Path) -> std::io::Result<()> {
+/// Write `n` training examples drawn with `seed` and `mix` as a shard in `out`.
+pub fn write_shard(seed: u64, mix: Mix, n: usize, out: &Path) -> std::io::Result<()> {
     fs::create_dir_all(out)?;
     let mut images = BufWriter::new(File::create(out.join("images.u8"))?);
     let mut examples = BufWriter::new(File::create(out.join("examples.jsonl"))?);
@@ -54,7 +54,7 @@ pub fn write_shard(seed: u64, n: usize, out: &Path) -> std::io::Result<()> {
     for start in (0..n).step_by(BATCH) {
         let batch: Vec<_> = (start..(start + BATCH).min(n))
             .into_par_iter()
-            .map(|i| draw(seed, i))
+            .map(|i| draw(seed, mix, i))
             .collect();
         for (sample, target, source) in batch {
             let src = source.map(|pixels| {
@@ -84,6 +84,7 @@ pub fn write_shard(seed: u64, n: usize, out: &Path) -> std::io::Result<()> {
     let meta = json!({
         "format": "tessera-shard-1",
         "seed": seed,
+        "mix": mix.to_json(),
         "examples": n,
         "images": image_count,
         "image_size": IMAGE_SIZE,
@@ -99,14 +100,19 @@ pub fn write_shard(seed: u64, n: usize, out: &Path) -> std::io::Result<()> {
     )
 }
 
-/// Write `n` examples drawn with `seed` as `NNNNN.png` (target), `NNNNN-source.png` (edits) and
+/// Write `n` examples drawn with `seed` and `mix` as `NNNNN.png` (target), `NNNNN-source.png` (edits) and
 /// `NNNNN.json` (caption, scene, edit) for inspection.
-pub fn write_samples(seed: u64, n: usize, out: &Path) -> Result<(), Box<dyn std::error::Error>> {
+pub fn write_samples(
+    seed: u64,
+    mix: Mix,
+    n: usize,
+    out: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
     fs::create_dir_all(out)?;
     (0..n)
         .into_par_iter()
         .try_for_each(|i| -> Result<(), String> {
-            let (sample, target, source) = draw(seed, i);
+            let (sample, target, source) = draw(seed, mix, i);
             let save = |name: String, pixels: &[u8]| {
                 image::save_buffer(
                     out.join(name),

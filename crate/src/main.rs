@@ -250,6 +250,10 @@ enum Command {
         out: PathBuf,
         #[arg(long, value_enum, default_value_t = DataFormat::Png)]
         format: DataFormat,
+        /// Relative weight of each category, e.g. `sign=30,edit=30`; categories not named keep their default
+        /// (single=15, multi=25, grid=20, sign=15, edit=25: the shipped model's mix).
+        #[arg(long)]
+        mix: Option<tessera::scenes::sample::Mix>,
     },
 }
 
@@ -795,9 +799,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             n,
             out,
             format,
-        } => match format {
-            DataFormat::Png => tessera::dataset::write_samples(seed, n, &out),
-            DataFormat::Shard => tessera::dataset::write_shard(seed, n, &out).map_err(Into::into),
+            mix,
+        } => match (format, mix.unwrap_or_default()) {
+            (DataFormat::Png, mix) => tessera::dataset::write_samples(seed, mix, n, &out),
+            (DataFormat::Shard, mix) => {
+                tessera::dataset::write_shard(seed, mix, n, &out).map_err(Into::into)
+            }
         },
     }
 }

@@ -303,10 +303,10 @@ mod tests {
 
     #[test]
     fn no_prompt_of_the_model_world_is_refused() {
-        use crate::scenes::sample::{example_rng, training_sample};
+        use crate::scenes::sample::{Mix, example_rng, training_sample};
         let policy = Policy::default_policy();
         for i in 0..5000 {
-            let sample = training_sample(&mut example_rng(7, i));
+            let sample = training_sample(&mut example_rng(7, i), Mix::default());
             assert!(policy.check(&sample.text).is_ok(), "{}", sample.text);
         }
         for prompt in crate::scenes::caption::examples() {

@@ -606,3 +606,84 @@ fn verify_reads_the_claims_and_proves_them_by_regenerating() {
     ];
     fails_with(&args, &nothing, "this image is an edit");
 }
+
+#[test]
+fn eval_scores_every_split_and_its_judge_reads_ground_truth_perfectly() {
+    let model = tiny_model(|_, _| {});
+    let m = model.to_str().unwrap();
+    let r = tessera(&[
+        "eval", "--n", "7", "--seed", "3", "--cfg", "1", "--json", "--model", m,
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(report["n"], 7);
+    assert_eq!(report["detector_gt"], 1.0, "{report}");
+    for key in [
+        "single",
+        "multi",
+        "grid",
+        "text",
+        "text_letters",
+        "edit_correct",
+        "edit_preserved",
+        "zh",
+        "zh_en",
+        "heldout",
+        "background",
+        "extra_objects",
+        "vq_text",
+    ] {
+        let v = report[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} missing: {report}"));
+        assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+    }
+    // One sample of each of the seven splits: one edit, of a known kind.
+    let ops = report["edit_ops"].as_object().unwrap();
+    assert_eq!(ops.len(), 1, "{report}");
+    let kinds = [
+        "add",
+        "remove",
+        "recolor",
+        "move",
+        "background",
+        "sign_text",
+    ];
+    assert!(ops.keys().all(|k| kinds.contains(&k.as_str())), "{report}");
+    fails_with(
+        &["eval", "--n", "0"],
+        &temp_dir("none").join("x"),
+        "--n must be at least 1",
+    );
+}
+
+#[test]
+fn data_takes_a_training_mix_and_refuses_a_bad_one() {
+    let dir = temp_dir("data");
+    let out = dir.join("signs");
+    let o = out.to_str().unwrap();
+    let mix = "single=0,multi=0,grid=0,edit=0";
+    let r = tessera(&[
+        "data", "--format", "shard", "--n", "6", "--mix", mix, "--out", o,
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["mix"]["sign"], 15);
+    assert_eq!(meta["mix"]["edit"], 0);
+    let examples = std::fs::read_to_string(out.join("examples.jsonl")).unwrap();
+    assert_eq!(examples.lines().count(), 6);
+    assert!(
+        examples.lines().all(|l| l.contains(r#""category":"sign""#)),
+        "{examples}"
+    );
+
+    let bad = dir.join("bad");
+    let r = tessera(&["data", "--mix", "signs=3", "--out", bad.to_str().unwrap()]);
+    assert!(
+        !r.ok && r.stderr.contains("no category `signs`"),
+        "{}",
+        r.stderr
+    );
+    assert!(!bad.exists());
+}

@@ -5,19 +5,24 @@
 //! - `single`: one object; right when shape, colour and position are right;
 //! - `multi`: two to four objects; per object;
 //! - `grid`: full 3×3 and 4×4 grids; per object;
-//! - `text`: a sign; right when the word is read back exactly;
+//! - `text`: a sign; right when the word is read back exactly; `text_letters` is the share of the asked
+//!   word's letters read back in their place (partial credit, so progress shows before whole words do);
 //! - `edit`: an instruction on a ground-truth source image; right when the result parses to the target scene
 //!   (every object, the background, the sign's word, nothing extra); `edit_preserved` is the share of pixels
-//!   the edit does not touch that stay within `PRESERVE_TOLERANCE` of the source;
+//!   the edit does not touch that stay within `PRESERVE_TOLERANCE` of the source; `edit_ops` is
+//!   `edit_correct` per kind of edit (add, remove, recolor, move, background, sign_text);
 //! - `zh`: one to four objects captioned in Chinese; the same scenes are also generated from their English
 //!   captions, reported as `zh_en`, so the two are compared on identical scenes;
 //! - `heldout`: one to three objects, at least one a held-out shape × colour pair; per object.
 //!
-//! `vq_psnr` is the VQ's reconstruction of every ground-truth target image; `detector_gt` is the detector's
-//! per-object (and per-word) accuracy on those ground-truth images: the judge judged.
+//! `vq_psnr` is the VQ's reconstruction of every ground-truth target image; `vq_text` the share of signs
+//! whose word still reads right after that round trip (the ceiling the tokenizer puts on `text`);
+//! `detector_gt` is the detector's per-object (and per-word) accuracy on the ground-truth images: the judge
+//! judged.
 
 pub mod detector;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -82,7 +87,10 @@ pub struct Report {
     pub multi: Option<f64>,
     pub grid: Option<f64>,
     pub text: Option<f64>,
+    pub text_letters: Option<f64>,
     pub edit_correct: Option<f64>,
+    /// `edit_correct` by kind of edit.
+    pub edit_ops: BTreeMap<&'static str, f64>,
     pub edit_preserved: Option<f64>,
     pub zh: Option<f64>,
     pub zh_en: Option<f64>,
@@ -92,6 +100,7 @@ pub struct Report {
     /// Share of cells that should be empty where something was drawn.
     pub extra_objects: Option<f64>,
     pub vq_psnr: f64,
+    pub vq_text: Option<f64>,
     pub detector_gt: Option<f64>,
     pub n: usize,
     pub seed: u64,
@@ -107,6 +116,8 @@ struct Score {
     objects: usize,
     background_right: bool,
     word_right: Option<bool>,
+    /// Letters of the scene's word read back in their place, and the word's length.
+    letters: (usize, usize),
     extra: usize,
     empty_cells: usize,
 }
@@ -147,6 +158,11 @@ fn score(img: &[u8], scene: &Scene) -> Score {
             .sign
             .as_ref()
             .map(|s| d.word.as_deref() == Some(s.word.as_str())),
+        letters: scene.sign.as_ref().map_or((0, 0), |s| {
+            let read = d.word.as_deref().unwrap_or("");
+            let right = s.word.bytes().zip(read.bytes()).filter(|(a, b)| a == b);
+            (right.count(), s.word.len())
+        }),
         extra,
         empty_cells,
     }
@@ -241,6 +257,7 @@ pub fn run(
 ) -> Result<Report> {
     let start = Instant::now();
     let mut t: std::collections::HashMap<&str, Tally> = Default::default();
+    let mut ops: BTreeMap<&'static str, Tally> = BTreeMap::new();
     let mut psnr_sum = 0.0;
     for i in 0..n {
         let (split, s, english) = draw(seed, i);
@@ -252,10 +269,11 @@ pub fn run(
             gt.objects + gt.word_right.is_some() as usize,
         );
         let codes = pollster::block_on(model.encode_rgb(&target))?;
-        psnr_sum += psnr(
-            &pollster::block_on(crate::generator::decode_tokens(model, &codes))?,
-            &target,
-        );
+        let reconstruction = pollster::block_on(crate::generator::decode_tokens(model, &codes))?;
+        psnr_sum += psnr(&reconstruction, &target);
+        if let Some(word_right) = score(&reconstruction, &s.scene).word_right {
+            t.entry("vq_text").or_default().add(word_right as usize, 1);
+        }
 
         let source_render = s.source.as_ref().map(render);
         let context = match &source_render {
@@ -285,10 +303,14 @@ pub fn run(
                 .entry("grid")
                 .or_default()
                 .add(sc.objects_right, sc.objects),
-            Split::Text => t
-                .entry("text")
-                .or_default()
-                .add((sc.word_right == Some(true)) as usize, 1),
+            Split::Text => {
+                t.entry("text")
+                    .or_default()
+                    .add((sc.word_right == Some(true)) as usize, 1);
+                t.entry("text_letters")
+                    .or_default()
+                    .add(sc.letters.0, sc.letters.1);
+            }
             Split::HeldOut => t
                 .entry("heldout")
                 .or_default()
@@ -297,6 +319,8 @@ pub fn run(
                 t.entry("edit_correct")
                     .or_default()
                     .add(sc.all_right() as usize, 1);
+                let op = s.edit.as_ref().expect("edit samples carry their edit").op();
+                ops.entry(op).or_default().add(sc.all_right() as usize, 1);
                 let (kept, total) = preserved(&img, source_render.as_ref().unwrap(), &target);
                 t.entry("edit_preserved").or_default().add(kept, total);
             }
@@ -317,7 +341,12 @@ pub fn run(
         multi: f("multi"),
         grid: f("grid"),
         text: f("text"),
+        text_letters: f("text_letters"),
         edit_correct: f("edit_correct"),
+        edit_ops: ops
+            .into_iter()
+            .filter_map(|(op, tally)| Some((op, tally.fraction()?)))
+            .collect(),
         edit_preserved: f("edit_preserved"),
         zh: f("zh"),
         zh_en: f("zh_en"),
@@ -325,6 +354,7 @@ pub fn run(
         background: f("background"),
         extra_objects: f("extra"),
         vq_psnr: if n > 0 { psnr_sum / n as f64 } else { 0.0 },
+        vq_text: f("vq_text"),
         detector_gt: f("detector_gt"),
         n,
         seed,

@@ -275,6 +275,18 @@ pub enum Edit {
 }
 
 impl Edit {
+    /// The kind of edit, as its serialised `op` tag names it.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Edit::Add { .. } => "add",
+            Edit::Remove { .. } => "remove",
+            Edit::Recolor { .. } => "recolor",
+            Edit::Move { .. } => "move",
+            Edit::Background { .. } => "background",
+            Edit::SignText { .. } => "sign_text",
+        }
+    }
+
     /// The scene after the edit. Everything the edit does not name is left as it was.
     pub fn apply(&self, scene: &Scene) -> Scene {
         let mut out = scene.clone();

@@ -53,18 +53,92 @@ pub fn example_rng(seed: u64, index: u64) -> ChaCha8Rng {
     rng
 }
 
-/// The training mix: a share of each category, and Chinese for 40% of captions.
-pub fn training_sample<R: Rng>(rng: &mut R) -> Sample {
-    let category = [
-        (Category::Single, 15),
-        (Category::Multi, 25),
-        (Category::Grid, 20),
-        (Category::Sign, 15),
-        (Category::Edit, 25),
-    ]
-    .choose_weighted(rng, |c| c.1)
-    .expect("weights are positive")
-    .0;
+impl Category {
+    /// Every category, in the order the training mix lists them.
+    pub const ALL: [Category; 5] = [
+        Category::Single,
+        Category::Multi,
+        Category::Grid,
+        Category::Sign,
+        Category::Edit,
+    ];
+
+    /// The category's name, as it is serialised.
+    pub fn name(self) -> &'static str {
+        match self {
+            Category::Single => "single",
+            Category::Multi => "multi",
+            Category::Grid => "grid",
+            Category::Sign => "sign",
+            Category::Edit => "edit",
+        }
+    }
+}
+
+/// How often each category is drawn for training: relative weights in [`Category::ALL`]'s order. Written as
+/// `sign=30,edit=30`; categories not named keep their default weight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mix([u32; 5]);
+
+impl Default for Mix {
+    /// The mix the shipped model was trained on.
+    fn default() -> Self {
+        Mix([15, 25, 20, 15, 25])
+    }
+}
+
+impl Mix {
+    /// `{"single": 15, …}`, for a shard's metadata.
+    pub fn to_json(self) -> serde_json::Value {
+        Category::ALL
+            .iter()
+            .zip(self.0)
+            .map(|(c, w)| (c.name().to_string(), w.into()))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
+}
+
+impl std::str::FromStr for Mix {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut mix = Mix::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, weight) = part
+                .split_once('=')
+                .ok_or_else(|| format!("`{part}` is not name=weight (e.g. sign=30)"))?;
+            let i = Category::ALL
+                .iter()
+                .position(|c| c.name() == name.trim())
+                .ok_or_else(|| {
+                    let names: Vec<_> = Category::ALL.iter().map(|c| c.name()).collect();
+                    format!(
+                        "no category `{}`; the categories are {}",
+                        name.trim(),
+                        names.join(", ")
+                    )
+                })?;
+            mix.0[i] = weight.trim().parse().map_err(|_| {
+                format!("the weight of {name} must be a whole number, not `{weight}`")
+            })?;
+        }
+        if mix.0.iter().all(|&w| w == 0) {
+            return Err("at least one category needs a weight above 0".into());
+        }
+        Ok(mix)
+    }
+}
+
+/// One training example drawn with `mix`; Chinese for 40% of captions.
+pub fn training_sample<R: Rng>(rng: &mut R, mix: Mix) -> Sample {
+    let category = *Category::ALL
+        .iter()
+        .zip(mix.0)
+        .collect::<Vec<_>>()
+        .choose_weighted(rng, |c| c.1)
+        .expect("Mix::from_str keeps a positive weight")
+        .0;
     let lang = if rng.random_bool(0.4) {
         Lang::Zh
     } else {
@@ -314,11 +388,16 @@ mod tests {
     use super::*;
     use crate::scenes::render::render;
 
+    fn english_edit(seed: u64, index: u64) -> Sample {
+        let mut rng = example_rng(seed, index);
+        sample(&mut rng, Category::Edit, Lang::En, HeldOut::Exclude)
+    }
+
     #[test]
     fn the_same_seed_and_index_give_the_same_sample() {
-        let a = training_sample(&mut example_rng(7, 42));
-        let b = training_sample(&mut example_rng(7, 42));
-        let c = training_sample(&mut example_rng(7, 43));
+        let a = training_sample(&mut example_rng(7, 42), Mix::default());
+        let b = training_sample(&mut example_rng(7, 42), Mix::default());
+        let c = training_sample(&mut example_rng(7, 43), Mix::default());
         assert_eq!(
             serde_json::to_string(&a).unwrap(),
             serde_json::to_string(&b).unwrap()
@@ -330,9 +409,33 @@ mod tests {
     }
 
     #[test]
+    fn a_mix_names_categories_as_they_are_serialised_and_refuses_nonsense() {
+        for c in Category::ALL {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.name());
+        }
+        let mix: Mix = "sign=30, edit=40".parse().unwrap();
+        assert_eq!(mix, Mix([15, 25, 20, 30, 40]));
+        assert_eq!("".parse::<Mix>().unwrap(), Mix::default());
+        for (bad, says) in [
+            ("signs=3", "no category `signs`"),
+            ("sign", "not name=weight"),
+            ("sign=-1", "whole number"),
+            ("single=0,multi=0,grid=0,sign=0,edit=0", "above 0"),
+        ] {
+            let e = bad.parse::<Mix>().unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        let only_signs: Mix = "single=0,multi=0,grid=0,edit=0".parse().unwrap();
+        for i in 0..50 {
+            let s = training_sample(&mut example_rng(2, i), only_signs);
+            assert_eq!(s.category, Category::Sign);
+        }
+    }
+
+    #[test]
     fn training_data_never_contains_a_held_out_pair() {
         for i in 0..3000 {
-            let s = training_sample(&mut example_rng(1, i));
+            let s = training_sample(&mut example_rng(1, i), Mix::default());
             for scene in std::iter::once(&s.scene).chain(s.source.as_ref()) {
                 assert!(scene.objects.iter().all(|o| !o.is_held_out()), "{:?}", s);
             }
@@ -355,12 +458,7 @@ mod tests {
     #[test]
     fn edits_leave_everything_they_do_not_name_pixel_identical() {
         for i in 0..400 {
-            let s = sample(
-                &mut example_rng(3, i),
-                Category::Edit,
-                Lang::En,
-                HeldOut::Exclude,
-            );
+            let s = english_edit(3, i);
             let (src, tgt) = (render(s.source.as_ref().unwrap()), render(&s.scene));
             assert_ne!(src, tgt, "edit changes something: {}", s.text);
             let changed = changed_cells(s.source.as_ref().unwrap(), &s.scene);
@@ -381,6 +479,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn every_kind_of_edit_is_drawn_and_named_as_it_is_serialised() {
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..400 {
+            let s = english_edit(8, i);
+            let edit = s.edit.expect("edit samples carry their edit");
+            assert_eq!(serde_json::to_value(&edit).unwrap()["op"], edit.op());
+            seen.insert(edit.op());
+        }
+        let all = [
+            "add",
+            "background",
+            "move",
+            "recolor",
+            "remove",
+            "sign_text",
+        ];
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), all);
     }
 
     /// The 3×3 cells whose objects differ, or `None` when the edit touches the background or the sign.
