@@ -209,6 +209,10 @@ enum Command {
         /// Print one compact JSON line (the default is indented JSON).
         #[arg(long)]
         json: bool,
+        /// Also write every generated image to this folder (`00012-edit-miss.png`, and the image an edit
+        /// started from as `00012-edit-source.png`) with the prompts in `samples.jsonl`.
+        #[arg(long)]
+        save: Option<PathBuf>,
         #[command(flatten)]
         sampling: SamplingArgs,
         #[command(flatten)]
@@ -255,6 +259,47 @@ enum Command {
         #[arg(long)]
         mix: Option<tessera::scenes::sample::Mix>,
     },
+}
+
+/// `tessera eval --save`: each generated image as a PNG and one line per sample in `samples.jsonl`.
+struct SavedSamples {
+    dir: PathBuf,
+    size: u32,
+    lines: std::fs::File,
+}
+
+impl SavedSamples {
+    fn create(dir: &Path, size: usize) -> Result<Self, Box<dyn std::error::Error>> {
+        let path = dir.join("samples.jsonl");
+        let lines = std::fs::File::create(&path)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(SavedSamples {
+            dir: dir.to_path_buf(),
+            size: size as u32,
+            lines,
+        })
+    }
+
+    fn add(&mut self, o: &tessera::eval::Outcome) -> Result<(), Box<dyn std::error::Error>> {
+        use std::io::Write;
+        let verdict = if o.right { "ok" } else { "miss" };
+        let stem = format!("{:05}-{}", o.index, o.split);
+        let file = format!("{stem}-{verdict}.png");
+        let png = |name: &str, rgb: &[u8]| {
+            let path = self.dir.join(name);
+            image::save_buffer(&path, rgb, self.size, self.size, image::ColorType::Rgb8)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        };
+        png(&file, o.image)?;
+        if let Some(source) = o.source {
+            png(&format!("{stem}-source.png"), source)?;
+        }
+        let line = serde_json::json!({
+            "index": o.index, "split": o.split, "prompt": o.prompt, "right": o.right, "image": file,
+        });
+        writeln!(self.lines, "{line}")?;
+        Ok(())
+    }
 }
 
 /// The bundled default model, next to this crate in the repository.
@@ -731,6 +776,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             seed,
             n,
             json,
+            save,
             sampling,
             model,
         } => {
@@ -740,15 +786,32 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 return Err("--n must be at least 1".into());
             }
             let model = load_model(&model)?;
+            let mut saved = match &save {
+                Some(dir) => {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                    Some(SavedSamples::create(dir, model.config.image_size)?)
+                }
+                None => None,
+            };
+            let mut save_error = None;
             let bar = ProgressBar::new(n as u64);
             bar.set_style(
                 ProgressStyle::with_template("{bar:32} {pos}/{len} samples  {elapsed} (eta {eta})")
                     .expect("a valid template"),
             );
-            let report = tessera::eval::run(&model, seed, n, &settings, |done, _| {
-                bar.set_position(done as u64)
+            let report = tessera::eval::run(&model, seed, n, &settings, |outcome| {
+                bar.set_position(outcome.index as u64 + 1);
+                if let Some(saved) = &mut saved
+                    && save_error.is_none()
+                {
+                    save_error = saved.add(&outcome).err();
+                }
             })?;
             bar.finish_and_clear();
+            if let Some(e) = save_error {
+                return Err(e);
+            }
             let text = if json {
                 serde_json::to_string(&report)?
             } else {

@@ -611,8 +611,10 @@ fn verify_reads_the_claims_and_proves_them_by_regenerating() {
 fn eval_scores_every_split_and_its_judge_reads_ground_truth_perfectly() {
     let model = tiny_model(|_, _| {});
     let m = model.to_str().unwrap();
+    let saved = temp_dir("eval").join("samples");
+    let s = saved.to_str().unwrap();
     let r = tessera(&[
-        "eval", "--n", "7", "--seed", "3", "--cfg", "1", "--json", "--model", m,
+        "eval", "--n", "7", "--seed", "3", "--cfg", "1", "--json", "--model", m, "--save", s,
     ]);
     assert!(r.ok, "{}", r.stderr);
     let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();

@@ -52,6 +52,33 @@ enum Split {
     HeldOut,
 }
 
+impl Split {
+    fn name(self) -> &'static str {
+        match self {
+            Split::Single => "single",
+            Split::Multi => "multi",
+            Split::Grid => "grid",
+            Split::Text => "text",
+            Split::Edit => "edit",
+            Split::Zh => "zh",
+            Split::HeldOut => "heldout",
+        }
+    }
+}
+
+/// One generated sample, as [`run`] hands it to its observer (to show progress, or to keep the images).
+pub struct Outcome<'a> {
+    pub index: usize,
+    pub split: &'static str,
+    pub prompt: &'a str,
+    /// The generated image, RGB.
+    pub image: &'a [u8],
+    /// The image an edit started from, RGB.
+    pub source: Option<&'a [u8]>,
+    /// Everything in the scene right and nothing extra (the `single` and `edit_correct` criterion).
+    pub right: bool,
+}
+
 const SPLITS: [Split; 7] = [
     Split::Single,
     Split::Multi,
@@ -247,13 +274,13 @@ fn draw(seed: u64, i: usize) -> (Split, Sample, Option<Sample>) {
 }
 
 /// Run ShapesEval: `n` samples drawn with `seed`, generated with `settings` (each sample's sampler seed is
-/// derived from `seed` and its index). `progress(done, n)` is called after each sample.
+/// derived from `seed` and its index). `observe` sees each sample once it is scored.
 pub fn run(
     model: &Arc<Model>,
     seed: u64,
     n: usize,
     settings: &Settings,
-    mut progress: impl FnMut(usize, usize),
+    mut observe: impl FnMut(Outcome),
 ) -> Result<Report> {
     let start = Instant::now();
     let mut t: std::collections::HashMap<&str, Tally> = Default::default();
@@ -333,7 +360,14 @@ pub fn run(
                     .add(sc_en.objects_right, sc_en.objects);
             }
         }
-        progress(i + 1, n);
+        observe(Outcome {
+            index: i,
+            split: split.name(),
+            prompt: &s.text,
+            image: &img,
+            source: source_render.as_deref(),
+            right: sc.all_right(),
+        });
     }
     let f = |k: &str| t.get(k).and_then(|x| x.fraction());
     Ok(Report {
