@@ -17,6 +17,8 @@ DEADLINE=${DEADLINE:-560}
 SEED=${SEED:-1}
 # Training mix of the shard, e.g. MIX=sign=30,edit=35 (see `tessera data --help`); empty: the default mix.
 MIX=${MIX:-}
+# Edit prompt layout of the shard: image-first (the shipped model's) or text-first (see crate/src/text.rs).
+EDIT_LAYOUT=${EDIT_LAYOUT:-image-first}
 # Warm start: INIT=model-folder VQ_STEPS=0 continues the transformer on the shipped VQ's codes.
 EXTRA=()
 [ -n "${INIT:-}" ] && EXTRA+=(--init "$INIT")
@@ -40,7 +42,7 @@ echo "smoke ok at $(( $(date +%s) - start )) s"
 fi
 
 echo "== shard"
-"$BIN" data --format shard --seed "$SEED" --n "$EXAMPLES" ${MIX:+--mix "$MIX"} --out "$WORK/shard" || exit 1
+"$BIN" data --format shard --seed "$SEED" --n "$EXAMPLES" ${MIX:+--mix "$MIX"} --edit-layout "$EDIT_LAYOUT" --out "$WORK/shard" || exit 1
 echo "shard ok at $(( $(date +%s) - start )) s: $(du -sh "$WORK/shard" | cut -f1)"
 
 echo "== train"

@@ -332,6 +332,8 @@ def export(a, run, vq, gpt, vcfg, tcfg):
     cfg = config_dict(tcfg or TransformerConfig(), vcfg)
     cfg["model_id"] = a.model_id
     cfg["trained"] = gpt is not None
+    # The engine must lay out edit prompts as the shard did (`tessera data --edit-layout`).
+    cfg["edit_layout"] = a.edit_layout
     with open(os.path.join(a.export, "config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
     digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
@@ -380,6 +382,7 @@ def main():
     tcfg.codebook_size = vcfg.codebook_size
 
     shard = Shard(a.shard)
+    a.edit_layout = shard.meta.get("edit_layout", "image-first")
     log(run := a.run, f"shard {a.shard}: {len(shard.examples)} examples, {len(shard.images)} images; device {device}")
     vq = train_vq(a, shard, run, device, vcfg)
     log(run, f"vq psnr on the last 512 images: {vq_psnr(shard, vq, device):.2f} dB")

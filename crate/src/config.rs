@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::text::EditLayout;
+
 /// The autoregressive transformer (DESIGN §2).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TransformerConfig {
@@ -64,6 +66,9 @@ pub struct ModelConfig {
     /// False for weights that were initialised but never trained (the tools say so loudly).
     #[serde(default = "yes")]
     pub trained: bool,
+    /// The edit prompt layout the model was trained on; configs without it are image-first.
+    #[serde(default)]
+    pub edit_layout: EditLayout,
 }
 
 fn yes() -> bool {
@@ -98,6 +103,7 @@ impl ModelConfig {
                 norm_eps: 1e-6,
             },
             trained: true,
+            edit_layout: EditLayout::ImageFirst,
         }
     }
 
@@ -128,6 +134,7 @@ impl ModelConfig {
                 norm_eps: 1e-6,
             },
             trained: false,
+            edit_layout: EditLayout::ImageFirst,
         }
     }
 
@@ -153,6 +160,7 @@ impl ModelConfig {
                 ..default.vq
             },
             trained: false,
+            edit_layout: EditLayout::ImageFirst,
         }
     }
 
@@ -181,6 +189,7 @@ impl ModelConfig {
                 ..tiny.vq
             },
             trained: false,
+            edit_layout: EditLayout::ImageFirst,
         }
     }
 

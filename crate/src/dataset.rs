@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::scenes::IMAGE_SIZE;
 use crate::scenes::render::render;
 use crate::scenes::sample::{Mix, Sample, example_rng, training_sample};
-use crate::text::{self, Prompt, Segment};
+use crate::text::{self, EditLayout, Prompt, Segment};
 
 /// Stands for the source image's tokens in a shard's `cond` / `uncond`.
 pub const IMAGE_SLOT: i64 = -1;
@@ -45,8 +45,14 @@ fn flatten(segments: &[Segment]) -> Vec<i64> {
     ids
 }
 
-/// Write `n` training examples drawn with `seed` and `mix` as a shard in `out`.
-pub fn write_shard(seed: u64, mix: Mix, n: usize, out: &Path) -> std::io::Result<()> {
+/// Write `n` training examples drawn with `seed` and `mix` as a shard in `out`, edits in `layout`.
+pub fn write_shard(
+    seed: u64,
+    mix: Mix,
+    layout: EditLayout,
+    n: usize,
+    out: &Path,
+) -> std::io::Result<()> {
     fs::create_dir_all(out)?;
     let mut images = BufWriter::new(File::create(out.join("images.u8"))?);
     let mut examples = BufWriter::new(File::create(out.join("examples.jsonl"))?);
@@ -66,7 +72,7 @@ pub fn write_shard(seed: u64, mix: Mix, n: usize, out: &Path) -> std::io::Result
             images.write_all(&target)?;
             image_count += 1;
             // The shard only marks where the source image goes; its tokens come from the trainer's VQ.
-            let prompt = Prompt::new(&sample.text, src.map(|_| &[][..]));
+            let prompt = Prompt::new(&sample.text, src.map(|_| &[][..]), layout);
             let line = json!({
                 "text": sample.text,
                 "category": sample.category,
@@ -85,6 +91,7 @@ pub fn write_shard(seed: u64, mix: Mix, n: usize, out: &Path) -> std::io::Result
         "format": "tessera-shard-1",
         "seed": seed,
         "mix": mix.to_json(),
+        "edit_layout": layout,
         "examples": n,
         "images": image_count,
         "image_size": IMAGE_SIZE,

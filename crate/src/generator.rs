@@ -75,7 +75,7 @@ impl Generation {
                 ctx.len()
             )));
         }
-        let prompt = Prompt::new(text, context);
+        let prompt = Prompt::new(text, context, cfg.edit_layout);
         let max = cfg.transformer.max_seq;
         if prompt.len() + n > max {
             let overhead = prompt.len() - text.len();

@@ -258,6 +258,10 @@ enum Command {
         /// (single=15, multi=25, grid=20, sign=15, edit=25: the shipped model's mix).
         #[arg(long)]
         mix: Option<tessera::scenes::sample::Mix>,
+        /// Shards only: `image-first` (the shipped model's) or `text-first` edit prompts (see `text.rs`); the
+        /// trainer writes it into the model's config.
+        #[arg(long, default_value = "image-first")]
+        edit_layout: tessera::text::EditLayout,
     },
 }
 
@@ -539,7 +543,7 @@ fn signing_key() -> Result<LocalKey, String> {
 /// batch (2 with guidance). Norms, rotary and activations are left out (a few per cent).
 fn prefill_flops(model: &Model, prompt: &str, cfg: f32) -> f64 {
     let c = &model.config.transformer;
-    let t = tessera::text::Prompt::new(prompt, None).len() as f64;
+    let t = tessera::text::Prompt::new(prompt, None, Default::default()).len() as f64;
     let (d, h, k) = (c.dim as f64, c.mlp_hidden as f64, c.codebook_size as f64);
     let per_position = c.n_layers as f64 * (4.0 * d * d + 3.0 * d * h) * 2.0;
     // Scores and weighted values: each position attends to itself and the positions before it.
@@ -863,10 +867,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             out,
             format,
             mix,
+            edit_layout,
         } => match (format, mix.unwrap_or_default()) {
             (DataFormat::Png, mix) => tessera::dataset::write_samples(seed, mix, n, &out),
             (DataFormat::Shard, mix) => {
-                tessera::dataset::write_shard(seed, mix, n, &out).map_err(Into::into)
+                tessera::dataset::write_shard(seed, mix, edit_layout, n, &out).map_err(Into::into)
             }
         },
     }

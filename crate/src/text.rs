@@ -7,10 +7,12 @@
 //! Sequence format (one row of the CFG batch; the unconditional row has every byte of the user text
 //! replaced by `PAD`, so both rows have the same length and positions):
 //! ```text
-//! generate:  <bos> <user> text… <gen> <img> t₀ … t₂₅₅
-//! edit:      <bos> <img> s₀ … s₂₅₅ </img> <user> text… <gen> <img> t₀ … t₂₅₅
+//! generate:               <bos> <user> text… <gen> <img> t₀ … t₂₅₅
+//! edit, image first:      <bos> <img> s₀ … s₂₅₅ </img> <user> text… <gen> <img> t₀ … t₂₅₅
+//! edit, text first:       <bos> <user> text… <img> s₀ … s₂₅₅ </img> <gen> <img> t₀ … t₂₅₅
 //! ```
-//! where `s` are the tokens of the image being edited (generated earlier or uploaded and VQ-encoded).
+//! where `s` are the tokens of the image being edited (generated earlier or uploaded and VQ-encoded). A
+//! model says which edit layout it was trained on ([`EditLayout`], `edit_layout` in its config).
 
 pub const PAD: u32 = 256;
 pub const BOS: u32 = 257;
@@ -20,6 +22,34 @@ pub const IMG: u32 = 260;
 pub const IMG_END: u32 = 261;
 /// Size of the text vocabulary: 256 bytes, 6 special tokens, 2 reserved.
 pub const TEXT_VOCAB: usize = 264;
+
+/// Where an edit's instruction sits relative to the image it edits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EditLayout {
+    /// The image, then the instruction: the layout the shipped default model was trained on. The distance
+    /// from a source token to the target token in the same place grows with the instruction's length, so
+    /// copying what the edit leaves alone means finding the source image first.
+    #[default]
+    ImageFirst,
+    /// The instruction, then the image: every target token sits exactly `image tokens + 3` positions after
+    /// the source token in the same place, a fixed relative offset that rotary attention can copy from.
+    TextFirst,
+}
+
+impl std::str::FromStr for EditLayout {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "image-first" => Ok(EditLayout::ImageFirst),
+            "text-first" => Ok(EditLayout::TextFirst),
+            _ => Err(format!(
+                "`{s}` is not an edit layout: image-first or text-first"
+            )),
+        }
+    }
+}
 
 /// A run of tokens of one kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,20 +80,26 @@ pub struct Prompt {
 }
 
 impl Prompt {
-    /// A generation prompt, or an edit prompt when `context` holds the tokens of the image being edited.
-    pub fn new(text: &str, context: Option<&[u32]>) -> Self {
+    /// A generation prompt, or an edit prompt in `layout` when `context` holds the tokens of the image being
+    /// edited.
+    pub fn new(text: &str, context: Option<&[u32]>, layout: EditLayout) -> Self {
         let bytes: Vec<u32> = text.bytes().map(u32::from).collect();
         let row = |user: Vec<u32>| {
-            let mut segments = Vec::new();
+            let instruction = std::iter::once(USER).chain(user);
             let mut head = vec![BOS];
+            let mut segments = Vec::new();
             if let Some(image) = context {
+                if layout == EditLayout::TextFirst {
+                    head.extend(instruction.clone());
+                }
                 head.push(IMG);
                 segments.push(Segment::Text(head));
                 segments.push(Segment::Image(image.to_vec()));
                 head = vec![IMG_END];
             }
-            head.push(USER);
-            head.extend(user);
+            if context.is_none() || layout == EditLayout::ImageFirst {
+                head.extend(instruction);
+            }
             head.extend([GEN, IMG]);
             segments.push(Segment::Text(head));
             segments
@@ -90,7 +126,11 @@ mod tests {
 
     #[test]
     fn user_text_never_produces_a_special_token() {
-        let p = Prompt::new("<img> </img> <bos> \u{100} 你好", None);
+        let p = Prompt::new(
+            "<img> </img> <bos> \u{100} 你好",
+            None,
+            EditLayout::default(),
+        );
         let Segment::Text(t) = &p.cond[0] else {
             panic!()
         };
@@ -104,7 +144,7 @@ mod tests {
     #[test]
     fn unconditional_row_pads_only_the_user_text() {
         let img = vec![5u32; 4];
-        let p = Prompt::new("ab", Some(&img));
+        let p = Prompt::new("ab", Some(&img), EditLayout::ImageFirst);
         assert_eq!(
             p.cond,
             vec![
@@ -119,5 +159,46 @@ mod tests {
         );
         assert_eq!(p.uncond[1], Segment::Image(img));
         assert_eq!(p.len(), 12);
+    }
+
+    #[test]
+    fn text_first_edits_keep_each_target_token_a_fixed_distance_from_its_source_token() {
+        let img = vec![5u32; 256];
+        // Distance from s₀ to t₀: where the target starts minus where the source starts.
+        let offset = |text: &str, layout| {
+            let p = Prompt::new(text, Some(&img), layout);
+            let source_start = p.cond[0].len();
+            assert_eq!(p.cond[1], Segment::Image(img.clone()));
+            p.len() - source_start
+        };
+        for layout in [EditLayout::ImageFirst, EditLayout::TextFirst] {
+            let (short, long) = (
+                offset("ab", layout),
+                offset("make the circle green", layout),
+            );
+            assert_eq!(short == long, layout == EditLayout::TextFirst, "{layout:?}");
+        }
+        assert_eq!(offset("ab", EditLayout::TextFirst), 256 + 3);
+        let p = Prompt::new("ab", Some(&[7, 8]), EditLayout::TextFirst);
+        assert_eq!(
+            p.uncond,
+            vec![
+                Segment::Text(vec![BOS, USER, PAD, PAD, IMG]),
+                Segment::Image(vec![7, 8]),
+                Segment::Text(vec![IMG_END, GEN, IMG])
+            ]
+        );
+        // Without an image the layouts agree.
+        assert_eq!(
+            Prompt::new("ab", None, EditLayout::TextFirst),
+            Prompt::new("ab", None, EditLayout::ImageFirst)
+        );
+        assert_eq!("text-first".parse(), Ok(EditLayout::TextFirst));
+        assert!(
+            "sideways"
+                .parse::<EditLayout>()
+                .unwrap_err()
+                .contains("image-first")
+        );
     }
 }

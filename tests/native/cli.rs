@@ -680,6 +680,35 @@ fn data_takes_a_training_mix_and_refuses_a_bad_one() {
         "{examples}"
     );
 
+    // Text-first edits: the instruction, then the image slot (-1), then </img> <gen> <img>.
+    let edits = dir.join("edits");
+    let mix = "single=0,multi=0,grid=0,sign=0";
+    let e = edits.to_str().unwrap();
+    let layout = ["--edit-layout", "text-first"];
+    let r = tessera(
+        &[
+            &[
+                "data", "--format", "shard", "--n", "4", "--mix", mix, "--out", e,
+            ][..],
+            &layout,
+        ]
+        .concat(),
+    );
+    assert!(r.ok, "{}", r.stderr);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(edits.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["edit_layout"], "text-first");
+    for line in std::fs::read_to_string(edits.join("examples.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        let example: serde_json::Value = serde_json::from_str(line).unwrap();
+        let cond: Vec<i64> = serde_json::from_value(example["cond"].clone()).unwrap();
+        let text = example["text"].as_str().unwrap().len();
+        assert_eq!(cond[..2], [257, 258], "<bos> <user> first: {line}");
+        assert_eq!(cond[2 + text..], [260, -1, 261, 259, 260], "{line}");
+    }
+
     let bad = dir.join("bad");
     let r = tessera(&["data", "--mix", "signs=3", "--out", bad.to_str().unwrap()]);
     assert!(

@@ -43,7 +43,7 @@ fn flat(segments: &[Segment]) -> Vec<u32> {
 #[test]
 fn prompt_ids_match_the_reference_format() {
     let c = cases(MODELS[0].1);
-    let p = Prompt::new(PROMPT, None);
+    let p = Prompt::new(PROMPT, None, Default::default());
     assert_eq!(flat(&p.cond), ints(&c["prompt_ids"].1));
     assert_eq!(flat(&p.uncond), ints(&c["uncond_ids"].1));
 }
