@@ -274,6 +274,8 @@ struct SavedSamples {
 
 impl SavedSamples {
     fn create(dir: &Path, size: usize) -> Result<Self, Box<dyn std::error::Error>> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let path = dir.join("samples.jsonl");
         let lines = std::fs::File::create(&path)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -790,14 +792,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 return Err("--n must be at least 1".into());
             }
             let model = load_model(&model)?;
-            let mut saved = match &save {
-                Some(dir) => {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-                    Some(SavedSamples::create(dir, model.config.image_size)?)
-                }
-                None => None,
-            };
+            let mut saved = save
+                .as_deref()
+                .map(|dir| SavedSamples::create(dir, model.config.image_size))
+                .transpose()?;
             let mut save_error = None;
             let bar = ProgressBar::new(n as u64);
             bar.set_style(
@@ -868,12 +866,14 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             format,
             mix,
             edit_layout,
-        } => match (format, mix.unwrap_or_default()) {
-            (DataFormat::Png, mix) => tessera::dataset::write_samples(seed, mix, n, &out),
-            (DataFormat::Shard, mix) => {
-                tessera::dataset::write_shard(seed, mix, edit_layout, n, &out).map_err(Into::into)
+        } => {
+            let mix = mix.unwrap_or_default();
+            match format {
+                DataFormat::Png => tessera::dataset::write_samples(seed, mix, n, &out),
+                DataFormat::Shard => tessera::dataset::write_shard(seed, mix, edit_layout, n, &out)
+                    .map_err(Into::into),
             }
-        },
+        }
     }
 }
 

@@ -85,24 +85,24 @@ impl Prompt {
     pub fn new(text: &str, context: Option<&[u32]>, layout: EditLayout) -> Self {
         let bytes: Vec<u32> = text.bytes().map(u32::from).collect();
         let row = |user: Vec<u32>| {
-            let instruction = std::iter::once(USER).chain(user);
-            let mut head = vec![BOS];
-            let mut segments = Vec::new();
-            if let Some(image) = context {
-                if layout == EditLayout::TextFirst {
-                    head.extend(instruction.clone());
-                }
-                head.push(IMG);
-                segments.push(Segment::Text(head));
-                segments.push(Segment::Image(image.to_vec()));
-                head = vec![IMG_END];
+            let instruction = [&[USER][..], &user].concat();
+            let text = |parts: &[&[u32]]| Segment::Text(parts.concat());
+            let Some(image) = context else {
+                return vec![text(&[&[BOS], &instruction, &[GEN, IMG]])];
+            };
+            let image = Segment::Image(image.to_vec());
+            match layout {
+                EditLayout::ImageFirst => vec![
+                    text(&[&[BOS, IMG]]),
+                    image,
+                    text(&[&[IMG_END], &instruction, &[GEN, IMG]]),
+                ],
+                EditLayout::TextFirst => vec![
+                    text(&[&[BOS], &instruction, &[IMG]]),
+                    image,
+                    text(&[&[IMG_END, GEN, IMG]]),
+                ],
             }
-            if context.is_none() || layout == EditLayout::ImageFirst {
-                head.extend(instruction);
-            }
-            head.extend([GEN, IMG]);
-            segments.push(Segment::Text(head));
-            segments
         };
         Prompt {
             cond: row(bytes.clone()),

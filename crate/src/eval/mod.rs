@@ -298,7 +298,8 @@ pub fn run(
         let codes = pollster::block_on(model.encode_rgb(&target))?;
         let reconstruction = pollster::block_on(crate::generator::decode_tokens(model, &codes))?;
         psnr_sum += psnr(&reconstruction, &target);
-        if let Some(word_right) = score(&reconstruction, &s.scene).word_right {
+        if s.scene.sign.is_some() {
+            let word_right = score(&reconstruction, &s.scene).word_right == Some(true);
             t.entry("vq_text").or_default().add(word_right as usize, 1);
         }
 

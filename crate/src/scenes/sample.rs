@@ -132,10 +132,8 @@ impl std::str::FromStr for Mix {
 
 /// One training example drawn with `mix`; Chinese for 40% of captions.
 pub fn training_sample<R: Rng>(rng: &mut R, mix: Mix) -> Sample {
-    let category = *Category::ALL
-        .iter()
-        .zip(mix.0)
-        .collect::<Vec<_>>()
+    let weighted: [(Category, u32); 5] = std::array::from_fn(|i| (Category::ALL[i], mix.0[i]));
+    let category = weighted
         .choose_weighted(rng, |c| c.1)
         .expect("Mix::from_str keeps a positive weight")
         .0;
