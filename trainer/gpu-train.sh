@@ -19,6 +19,8 @@ SEED=${SEED:-1}
 MIX=${MIX:-}
 # Edit prompt layout of the shard: image-first (the shipped model's) or text-first (see crate/src/text.rs).
 EDIT_LAYOUT=${EDIT_LAYOUT:-image-first}
+# Loss weight of the tokens under a sign's lettering (train.py --text-weight); 1: every token alike.
+TEXT_WEIGHT=${TEXT_WEIGHT:-1}
 # Warm start: INIT=model-folder VQ_STEPS=0 continues the transformer on the shipped VQ's codes.
 EXTRA=()
 [ -n "${INIT:-}" ] && EXTRA+=(--init "$INIT")
@@ -48,6 +50,7 @@ echo "shard ok at $(( $(date +%s) - start )) s: $(du -sh "$WORK/shard" | cut -f1
 echo "== train"
 python3 "$here/train.py" --shard "$WORK/shard" --run "$WORK/run" --vq-seconds "$VQ_SECONDS" \
     --gpt-seconds "$GPT_SECONDS" --vq-batch 64 --gpt-batch 64 --vq-lr 6e-4 --ckpt-every 1000 \
+    --text-weight "$TEXT_WEIGHT" \
     "${EXTRA[@]}" --export "$WORK/model" --model-id tessera-shapes-v1 > "$OUT/train.log" 2>&1 &
 trainer=$!
 while kill -0 "$trainer" 2>/dev/null; do

@@ -6,7 +6,8 @@
 //! - `examples.jsonl`: one line per example: `text`, `category`, `lang`, `tgt` (image index), `src` (image
 //!   index of the image being edited, or null), and `cond` / `uncond`: the prompt token ids of
 //!   [`Prompt`] with `-1` standing for the 256 tokens of the source image (the trainer knows them only once
-//!   its VQ is trained);
+//!   its VQ is trained); `lettering`: the pixel box `[x0, y0, x1, y1]` of the target's sign lettering
+//!   ([`sign_lettering`]), or null;
 //! - `meta.json`: format, seed, counts, image size and the special token ids.
 
 use std::fs::{self, File};
@@ -17,7 +18,7 @@ use rayon::prelude::*;
 use serde_json::json;
 
 use crate::scenes::IMAGE_SIZE;
-use crate::scenes::render::render;
+use crate::scenes::render::{render, sign_lettering};
 use crate::scenes::sample::{Mix, Sample, example_rng, training_sample};
 use crate::text::{self, EditLayout, Prompt, Segment};
 
@@ -81,6 +82,7 @@ pub fn write_shard(
                 "src": src,
                 "cond": flatten(&prompt.cond),
                 "uncond": flatten(&prompt.uncond),
+                "lettering": sample.scene.sign.as_ref().map(sign_lettering),
             });
             writeln!(examples, "{line}")?;
         }

@@ -675,10 +675,13 @@ fn data_takes_a_training_mix_and_refuses_a_bad_one() {
     assert_eq!(meta["mix"]["edit"], 0);
     let examples = std::fs::read_to_string(out.join("examples.jsonl")).unwrap();
     assert_eq!(examples.lines().count(), 6);
-    assert!(
-        examples.lines().all(|l| l.contains(r#""category":"sign""#)),
-        "{examples}"
-    );
+    for line in examples.lines() {
+        let example: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(example["category"], "sign", "{line}");
+        // The sign's lettering box: a few glyphs high, inside the 128-pixel image.
+        let b: Vec<usize> = serde_json::from_value(example["lettering"].clone()).unwrap();
+        assert!(b[0] < b[2] && b[2] <= 128 && b[3] - b[1] == 21, "{line}");
+    }
 
     // Text-first edits: the instruction, then the image slot (-1), then </img> <gen> <img>.
     let edits = dir.join("edits");

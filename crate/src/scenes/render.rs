@@ -43,6 +43,14 @@ pub fn sign_board(sign: &Sign) -> (usize, usize, usize, usize) {
     ((IMAGE_SIZE - w) / 2, cy - h / 2, w, h)
 }
 
+/// Pixel box `(x0, y0, x1, y1)` (x1, y1 exclusive) holding a sign's letters: where the image depends on
+/// which word the caption names, so the trainer can weight it (`train.py --text-weight`).
+pub fn sign_lettering(sign: &Sign) -> (usize, usize, usize, usize) {
+    let (x0, y0) = sign_char_origin(sign, 0);
+    let text_w = sign.word.len() * GLYPH_ADVANCE - FONT_SCALE;
+    (x0, y0, x0 + text_w, y0 + GLYPH_H * FONT_SCALE)
+}
+
 /// Top-left pixel of character `i` of a sign's text.
 pub fn sign_char_origin(sign: &Sign, i: usize) -> (usize, usize) {
     let (x0, y0, _, _) = sign_board(sign);
@@ -292,6 +300,41 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn sign_lettering_holds_every_letter_pixel_and_lies_on_the_board() {
+        let scene = |word: &str| Scene {
+            layout: Layout::Free,
+            background: Color::Blue,
+            objects: vec![],
+            sign: Some(Sign {
+                word: word.into(),
+                board: Color::Yellow,
+                row: 2,
+            }),
+        };
+        for (a, b) in [("STOP", "CAFE"), ("GO", "UP"), ("HELLO", "MUSIC")] {
+            let sign = scene(a).sign.unwrap();
+            let (x0, y0, x1, y1) = sign_lettering(&sign);
+            let (bx, by, bw, bh) = sign_board(&sign);
+            assert!(bx < x0 && x1 < bx + bw && by < y0 && y1 < by + bh, "{a}");
+            let (img_a, img_b) = (render(&scene(a)), render(&scene(b)));
+            let mut differs_inside = false;
+            for y in 0..IMAGE_SIZE {
+                for x in 0..IMAGE_SIZE {
+                    let p = (y * IMAGE_SIZE + x) * 3;
+                    let inside = (x0..x1).contains(&x) && (y0..y1).contains(&y);
+                    let differs = img_a[p..p + 3] != img_b[p..p + 3];
+                    assert!(
+                        inside || !differs,
+                        "{a}/{b} differ outside the box at ({x}, {y})"
+                    );
+                    differs_inside |= differs;
+                }
+            }
+            assert!(differs_inside, "{a}/{b}");
         }
     }
 
