@@ -16,6 +16,7 @@ Progress and losses go to RUN/train.log. `--export DIR` writes the model folder 
 """
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -173,15 +174,29 @@ def reseed_dead_codes(vq, usage, x):
     vq.codebook.data[dead] = pick + 0.01 * torch.randn_like(pick)
 
 
+@contextlib.contextmanager
+def exact_f32():
+    """Full float32 (no bf16 autocast, no TF32) for the duration."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 @torch.no_grad()
 def tokenize(shard, vq, device, batch=256):
+    """The shard's image tokens [M, 256], encoded in exact float32 as the engine encodes an uploaded or edited
+    image. About a third of the tokens have a runner-up code within 1e-3 cosine similarity, and under bf16 or
+    TF32 ~2% of all tokens come out as another code: codes the engine would not produce for that image."""
     vq.eval()
     out = []
-    for i in range(0, len(shard.images), batch):
-        idx = np.arange(i, min(i + batch, len(shard.images)))
-        with autocast(device):
+    with exact_f32():
+        for i in range(0, len(shard.images), batch):
+            idx = np.arange(i, min(i + batch, len(shard.images)))
             codes = vq.encode(shard.image_batch(idx, device))
-        out.append(codes.flatten(1).to(torch.int16).cpu())
+            out.append(codes.flatten(1).to(torch.int16).cpu())
     vq.train()
     return torch.cat(out).numpy()  # [M, 256]
 
