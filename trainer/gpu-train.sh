@@ -69,3 +69,14 @@ if [ -f "$WORK/model/model.safetensors" ]; then
     split -b 15M -d "$WORK/model/model.safetensors" "$OUT/model.safetensors.part-"
     ls -la "$OUT"
 fi
+
+# How much the new weights read a sign's word off the prompt (trainer/probe_signs.py), if time is left
+# before the machine's per-command limit (LIMIT seconds from the start).
+left=$(( ${LIMIT:-590} - ($(date +%s) - start) ))
+if [ -f "$WORK/model/model.safetensors" ] && (( left > 30 )); then
+    echo "== probe"
+    "$BIN" data --format shard --seed 4242 --n 300 --mix single=0,multi=0,grid=0,edit=0 \
+        --out "$WORK/probe-shard" > /dev/null \
+        && timeout "$left" python3 "$here/probe_signs.py" "$WORK/model" "$WORK/probe-shard" --threads 8 \
+        | tee "$OUT/probe.json"
+fi
