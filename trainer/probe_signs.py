@@ -3,8 +3,8 @@
 For each sign example of a shard (`tessera data --format shard --mix single=0,multi=0,grid=0,edit=0`), the
 target image's tokens are scored teacher-forced twice: after the caption, and after the same caption with the
 sign's word swapped for another word of the same length (so every other position stays where it was). A model
-that ignores the word scores both alike; one that reads it loses ~log(40) ≈ 3.7 nats on the swapped caption,
-almost all of it on the first tokens of the lettering (the rest of the glyphs follow from their tops).
+that ignores the word scores both alike; one that reads it loses about log(40) ≈ 3.7 nats (one word of 40)
+or more on the swapped caption.
 
     python trainer/probe_signs.py MODEL_DIR SHARD [--n 100]
 prints one JSON object: `word_gap` (mean nats per image lost by the swap), `word_gap_median`, `prefers_true`
@@ -25,7 +25,6 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tessera_ref import load_model_dir  # noqa: E402
 
-BOS, USER, GEN, IMG = 257, 258, 259, 260
 # Sign words are the only upper-case runs in a caption (English captions are lower case, Chinese has none).
 WORD = re.compile(r"[A-Z]{2,}")
 
@@ -49,6 +48,7 @@ def main():
     torch.set_num_threads(a.threads)
     gpt, vq, _ = load_model_dir(a.model)
     meta = json.load(open(os.path.join(a.shard, "meta.json")))
+    special = meta["tokens"]
     s = meta["image_size"]
     images = np.memmap(os.path.join(a.shard, "images.u8"), dtype=np.uint8, mode="r").reshape(-1, s, s, 3)
     signs = [e for e in map(json.loads, open(os.path.join(a.shard, "examples.jsonl")))
@@ -67,7 +67,9 @@ def main():
         pixels = torch.from_numpy(np.array(images[e["tgt"]])).permute(2, 0, 1)[None].float() / 127.5 - 1
         tokens = vq.encode(pixels).flatten().long()
         true = image_nll(gpt, e["cond"], tokens)
-        other = image_nll(gpt, [BOS, USER] + list(swapped.encode()) + [GEN, IMG], tokens)
+        # The generation prompt (crate/src/text.rs): <bos> <user> text… <gen> <img>.
+        prompt = [special["bos"], special["user"], *swapped.encode(), special["gen"], special["img"]]
+        other = image_nll(gpt, prompt, tokens)
         gaps.append(other - true)
     print(json.dumps({"word_gap": round(float(np.mean(gaps)), 3),
                       "word_gap_median": round(float(np.median(gaps)), 3),

@@ -6,8 +6,8 @@ Two phases in one run directory:
   2. gpt: the transformer on text→image and image+edit→image sequences, whose image tokens come from the
           phase-1 VQ (teacher forcing, loss on the target image's tokens, 10% of prompts made unconditional so
           classifier-free guidance works). `--text-weight W` weights the tokens under a sign's lettering W
-          times: teacher-forced, only a sign's first letter tokens say which word it is (~4 nats of an image's
-          ~130), so without it the model learns glyphs long before it learns to read the word off the prompt.
+          times: the lettering is ~8 nats of a sign image's ~125 and each glyph's lower rows follow from its
+          top, so a plain loss barely asks the model to read the word off the prompt.
 Each phase runs a fixed number of steps (or, with --*-seconds, a step count fixed from the measured speed of
 the first steps and then recorded), checkpoints atomically, and resumes from its checkpoint with --resume.
 Progress and losses go to RUN/train.log. `--export DIR` writes the model folder the Rust engine loads.
@@ -175,12 +175,13 @@ def reseed_dead_codes(vq, usage, x):
 
 
 @contextlib.contextmanager
-def exact_f32():
+def exact_f32(device):
     """Full float32 (no bf16 autocast, no TF32) for the duration."""
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
-        yield
+        with autocast(device, bf16=False):
+            yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
@@ -192,7 +193,7 @@ def tokenize(shard, vq, device, batch=256):
     TF32 ~2% of all tokens come out as another code: codes the engine would not produce for that image."""
     vq.eval()
     out = []
-    with exact_f32():
+    with exact_f32(device):
         for i in range(0, len(shard.images), batch):
             idx = np.arange(i, min(i + batch, len(shard.images)))
             codes = vq.encode(shard.image_batch(idx, device))

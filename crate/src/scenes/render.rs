@@ -33,9 +33,8 @@ pub fn object_geometry(layout: Layout, o: &Object) -> (f32, f32, f32) {
 
 /// The board rectangle of a sign: (x0, y0, width, height) in pixels.
 pub fn sign_board(sign: &Sign) -> (usize, usize, usize, usize) {
-    let text_w = sign.word.len() * GLYPH_ADVANCE - FONT_SCALE;
     let (w, h) = (
-        text_w + 2 * BOARD_PAD_X,
+        lettering_width(sign) + 2 * BOARD_PAD_X,
         GLYPH_H * FONT_SCALE + 2 * BOARD_PAD_Y,
     );
     let cell = IMAGE_SIZE as f32 / 3.0;
@@ -47,8 +46,17 @@ pub fn sign_board(sign: &Sign) -> (usize, usize, usize, usize) {
 /// which word the caption names, so the trainer can weight it (`train.py --text-weight`).
 pub fn sign_lettering(sign: &Sign) -> (usize, usize, usize, usize) {
     let (x0, y0) = sign_char_origin(sign, 0);
-    let text_w = sign.word.len() * GLYPH_ADVANCE - FONT_SCALE;
-    (x0, y0, x0 + text_w, y0 + GLYPH_H * FONT_SCALE)
+    (
+        x0,
+        y0,
+        x0 + lettering_width(sign),
+        y0 + GLYPH_H * FONT_SCALE,
+    )
+}
+
+/// Width in pixels of a sign's word: every glyph's advance but the last one's trailing blank cell.
+fn lettering_width(sign: &Sign) -> usize {
+    sign.word.len() * GLYPH_ADVANCE - FONT_SCALE
 }
 
 /// Top-left pixel of character `i` of a sign's text.
