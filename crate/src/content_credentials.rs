@@ -364,10 +364,11 @@ mod tests {
     use crate::provenance::png_with_provenance;
     use crate::sampler::Settings;
 
-    fn key_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("tessera-key-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
+    /// A key folder that does not exist yet, inside a scratch folder removed when the first value drops.
+    fn key_dir() -> (tempfile::TempDir, PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("key");
+        (root, dir)
     }
 
     #[test]
@@ -378,7 +379,7 @@ mod tests {
 
     #[test]
     fn a_signed_png_validates_with_this_key() {
-        let dir = key_dir("sign");
+        let (_root, dir) = key_dir();
         let key = LocalKey::load_or_create(&dir).unwrap();
         let again = LocalKey::load_or_create(&dir).unwrap();
         assert_eq!(key.fingerprint(), again.fingerprint(), "the key is kept");
@@ -404,7 +405,7 @@ mod tests {
 
     #[test]
     fn a_half_key_folder_is_refused_not_replaced() {
-        let dir = key_dir("half");
+        let (_root, dir) = key_dir();
         LocalKey::load_or_create(&dir).unwrap();
         std::fs::remove_file(dir.join(CHAIN_FILE)).unwrap();
         let err = LocalKey::load_or_create(&dir).err().unwrap();

@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { launchChromium, serverAndBrowser, ROOT } from './server.mjs';
@@ -58,16 +58,22 @@ test('loads on WebGPU with no console errors, streams every row, and matches the
 
   // The same checkpoint, seed and greedy sampling on the native CPU backend.
   const dir = mkdtempSync(join(tmpdir(), 'tessera-'));
-  const png = join(dir, 'native.png');
-  execFileSync(process.env.TESSERA_CLI ?? join(ROOT, 'target/debug/tessera'), ['generate', PROMPT, '-o', png, '--model', join(ROOT, MICRO),
-    '--temperature', '0', '--cfg', '3', '--seed', '0'], { stdio: 'pipe' });
+  let pngBytes;
+  try {
+    const png = join(dir, 'native.png');
+    execFileSync(process.env.TESSERA_CLI ?? join(ROOT, 'target/debug/tessera'), ['generate', PROMPT, '-o', png, '--model', join(ROOT, MICRO),
+      '--temperature', '0', '--cfg', '3', '--seed', '0'], { stdio: 'pipe' });
+    pngBytes = readFileSync(png);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
   const native = await page.evaluate(async (bytes) => {
     const bitmap = await createImageBitmap(new Blob([new Uint8Array(bytes)], { type: 'image/png' }));
     const c = new OffscreenCanvas(bitmap.width, bitmap.height);
     const ctx = c.getContext('2d');
     ctx.drawImage(bitmap, 0, 0);
     return Array.from(ctx.getImageData(0, 0, c.width, c.height).data);
-  }, [...readFileSync(png)]);
+  }, [...pngBytes]);
   const browserPixels = await canvasPixels(page, 0);
   const worst = browserPixels.reduce((m, v, i) => Math.max(m, Math.abs(v - native[i])), 0);
   assert.ok(worst <= 2, `browser (WebGPU) and native (CPU) images differ by ${worst} levels`);

@@ -6,7 +6,7 @@
 //   node tests/browser/made-here-bench.mjs [N]      (TESSERA_CLI: the tessera binary, default target/release)
 
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { launchChromium, serveRoot, ROOT } from './server.mjs';
@@ -27,6 +27,7 @@ const pictures = prompts.map((prompt, i) => {
   execFileSync(cli, ['generate', prompt, '-o', out, '--seed', String(i)], { stdio: 'pipe' });
   return [...readFileSync(out)];
 });
+rmSync(dir, { recursive: true, force: true });
 
 const server = await serveRoot();
 const browser = await launchChromium({ webgpu: false });

@@ -3,24 +3,32 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::tensor::Device;
 use tessera::{Model, ModelConfig};
 
-fn temp_dir(name: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "tessera-cli-{}-{}-{name}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A scratch folder that is removed when it goes out of scope; it reads as the `Path` it holds.
+struct Scratch(tempfile::TempDir);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+fn temp_dir(name: &str) -> Scratch {
+    Scratch(
+        tempfile::Builder::new()
+            .prefix(&format!("tessera-cli-{name}-"))
+            .tempdir()
+            .unwrap(),
+    )
 }
 
 /// A folder with the tiny architecture and random weights, optionally spoiled by `edit`.
-fn tiny_model(edit: impl FnOnce(&mut ModelConfig, &mut Vec<u8>)) -> PathBuf {
+fn tiny_model(edit: impl FnOnce(&mut ModelConfig, &mut Vec<u8>)) -> Scratch {
     let dir = temp_dir("model");
     let mut cfg = ModelConfig::tiny();
     let mut weights = Model::random_weights(&cfg, 9, &Device::flex());
@@ -87,9 +95,11 @@ struct Outcome {
     stderr: String,
 }
 
-/// The signing key folder of this test process (never the user's own key).
+/// The signing key folder of these tests (never the user's own key): kept in Cargo's scratch folder for
+/// integration tests, so that every run signs with the same test key and nothing piles up in the system's
+/// temporary folder.
 fn key_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("tessera-cli-{}-key", std::process::id()))
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("tessera-cli-key")
 }
 
 fn tessera(args: &[&str]) -> Outcome {
@@ -139,7 +149,8 @@ fn fails_with(args: &[&str], out: &Path, needle: &str) {
 #[test]
 fn generates_a_png_that_states_its_provenance() {
     let model = tiny_model(|_, _| {});
-    let out = temp_dir("ok").join("a.png");
+    let dir = temp_dir("ok");
+    let out = dir.join("a.png");
     let r = tessera(&[
         "generate",
         "a red circle",
@@ -221,7 +232,8 @@ fn generates_a_png_that_states_its_provenance() {
 fn bad_prompts_and_settings_fail_cleanly() {
     let model = tiny_model(|_, _| {});
     let m = model.to_str().unwrap();
-    let out = temp_dir("bad").join("x.png");
+    let dir = temp_dir("bad");
+    let out = dir.join("x.png");
     let o = out.to_str().unwrap();
     let long = "a".repeat(2000);
     let cases: [(&[&str], &str); 7] = [
@@ -270,7 +282,8 @@ fn bad_prompts_and_settings_fail_cleanly() {
 
 #[test]
 fn bad_weights_fail_cleanly_and_name_the_problem() {
-    let out = temp_dir("weights").join("x.png");
+    let dir = temp_dir("weights");
+    let out = dir.join("x.png");
     let o = out.to_str().unwrap();
     let truncated = tiny_model(|_, w| w.truncate(w.len() / 3));
     let garbage = tiny_model(|_, w| *w = b"{\"this is\": not safetensors".to_vec());
@@ -611,7 +624,8 @@ fn verify_reads_the_claims_and_proves_them_by_regenerating() {
 fn eval_scores_every_split_and_its_judge_reads_ground_truth_perfectly() {
     let model = tiny_model(|_, _| {});
     let m = model.to_str().unwrap();
-    let saved = temp_dir("eval").join("samples");
+    let dir = temp_dir("eval");
+    let saved = dir.join("samples");
     let s = saved.to_str().unwrap();
     let r = tessera(&[
         "eval", "--n", "7", "--seed", "3", "--cfg", "1", "--json", "--model", m, "--save", s,
@@ -654,7 +668,7 @@ fn eval_scores_every_split_and_its_judge_reads_ground_truth_perfectly() {
     assert!(ops.keys().all(|k| kinds.contains(&k.as_str())), "{report}");
     fails_with(
         &["eval", "--n", "0"],
-        &temp_dir("none").join("x"),
+        &dir.join("never-written"),
         "--n must be at least 1",
     );
 }

@@ -338,7 +338,7 @@ fn prune_target(profile: &str, used: &Used) -> Result<(), String> {
     }
     if freed > 0 {
         eprintln!(
-            "removed {:.0} MB of stale build units from {}",
+            "removed {:.1} MB of stale build units from {}",
             freed as f64 / 1e6,
             dir.display()
         );
