@@ -5,7 +5,8 @@
 #   OUT=/some/dir BIN=target/release/tessera bash trainer/gpu-train.sh
 #
 # Needs: python3 with torch, numpy and safetensors; the `tessera` release binary (it writes the shards).
-# Steps: a smoke run of every phase on a tiny preset (fails fast), the shard, the real run, the parts.
+# Steps: a smoke run of every phase on a tiny preset (fails fast), the shard, the real run, the parts, then
+# (time allowing) the sign probe (probe.json) and the held-out loss by category (val_loss.jsonl).
 # A watchdog stops training at DEADLINE seconds so the latest exported weights always come back.
 set -uo pipefail
 OUT=${OUT:-out}
@@ -79,4 +80,20 @@ if [ -f "$WORK/model/model.safetensors" ] && (( left > 30 )); then
         --out "$WORK/probe-shard" > /dev/null \
         && timeout "$left" python3 "$here/probe_signs.py" "$WORK/model" "$WORK/probe-shard" --threads 8 \
         | tee "$OUT/probe.json"
+fi
+
+# Held-out loss by category (trainer/val_loss.py) of the new weights and of those they started from (INIT),
+# each on the same held-out scenes written in its own edit layout, if time is left.
+left=$(( ${LIMIT:-590} - ($(date +%s) - start) ))
+if [ -f "$WORK/model/model.safetensors" ] && (( left > 30 )); then
+    echo "== held-out loss"
+    for model in "$WORK/model" ${INIT:+"$INIT"}; do
+        layout=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("edit_layout", "image-first"))' \
+            "$model/config.json")
+        [ -d "$WORK/held-out-$layout" ] || "$BIN" data --format shard --seed 4343 --n 600 --edit-layout "$layout" \
+            --out "$WORK/held-out-$layout" > /dev/null
+        left=$(( ${LIMIT:-590} - ($(date +%s) - start) ))
+        (( left > 10 )) && timeout "$left" python3 "$here/val_loss.py" "$model" "$WORK/held-out-$layout" --threads 8 \
+            | tee -a "$OUT/val_loss.jsonl"
+    done
 fi
