@@ -71,9 +71,11 @@ if [ -f "$WORK/model/model.safetensors" ]; then
     ls -la "$OUT"
 fi
 
-# How much the new weights read a sign's word off the prompt (trainer/probe_signs.py), if time is left
-# before the machine's per-command limit (LIMIT seconds from the start).
-left=$(( ${LIMIT:-590} - ($(date +%s) - start) ))
+# Seconds left before the machine's per-command limit (LIMIT seconds from the start).
+time_left() { echo $(( ${LIMIT:-590} - ($(date +%s) - start) )); }
+
+# How much the new weights read a sign's word off the prompt (trainer/probe_signs.py), if time is left.
+left=$(time_left)
 if [ -f "$WORK/model/model.safetensors" ] && (( left > 30 )); then
     echo "== probe"
     "$BIN" data --format shard --seed 4242 --n 300 --mix single=0,multi=0,grid=0,edit=0 \
@@ -84,7 +86,7 @@ fi
 
 # Held-out loss by category (trainer/val_loss.py) of the new weights and of those they started from (INIT),
 # each on the same held-out scenes written in its own edit layout, if time is left.
-left=$(( ${LIMIT:-590} - ($(date +%s) - start) ))
+left=$(time_left)
 if [ -f "$WORK/model/model.safetensors" ] && (( left > 30 )); then
     echo "== held-out loss"
     for model in "$WORK/model" ${INIT:+"$INIT"}; do
@@ -92,7 +94,7 @@ if [ -f "$WORK/model/model.safetensors" ] && (( left > 30 )); then
             "$model/config.json")
         [ -d "$WORK/held-out-$layout" ] || "$BIN" data --format shard --seed 4343 --n 600 --edit-layout "$layout" \
             --out "$WORK/held-out-$layout" > /dev/null
-        left=$(( ${LIMIT:-590} - ($(date +%s) - start) ))
+        left=$(time_left)
         (( left > 10 )) && timeout "$left" python3 "$here/val_loss.py" "$model" "$WORK/held-out-$layout" --threads 8 \
             | tee -a "$OUT/val_loss.jsonl"
     done

@@ -20,22 +20,19 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tessera_ref import load_model_dir  # noqa: E402
+from tessera_ref import load_model_dir, target_nll  # noqa: E402
 
 # Sign words are the only upper-case runs in a caption (English captions are lower case, Chinese has none).
 WORD = re.compile(r"[A-Z]{2,}")
 
 
-@torch.no_grad()
 def image_nll(gpt, prompt, tokens):
     """Summed teacher-forced loss (nats) of `tokens` [256] after the text-only `prompt` (list of ids)."""
     ids = torch.cat([torch.tensor(prompt), tokens])
     is_img = torch.cat([torch.zeros(len(prompt), dtype=torch.bool), torch.ones(len(tokens), dtype=torch.bool)])
-    logits = gpt(ids[None, :-1], is_img[None, :-1])[0, len(prompt) - 1:]
-    return F.cross_entropy(logits, tokens, reduction="sum").item()
+    return target_nll(gpt, ids, is_img, len(prompt))
 
 
 def main():

@@ -326,3 +326,11 @@ def load_model_dir(model_dir):
     gpt.load_state_dict({k: v for k, v in w.items() if not k.startswith("vq.")})
     vq.load_state_dict({k[3:]: v for k, v in w.items() if k.startswith("vq.")})
     return gpt, vq, cfg
+
+
+@torch.no_grad()
+def target_nll(gpt, ids, is_img, n_prompt):
+    """Summed teacher-forced loss (nats) of the tokens after the first `n_prompt` of one sequence: ids and
+    is_img [T], the prompt (text and any source image) followed by the target image's tokens."""
+    logits = gpt(ids[None, :-1], is_img[None, :-1])[0, n_prompt - 1:]  # [T - n_prompt, codebook]
+    return F.cross_entropy(logits, ids[n_prompt:], reduction="sum").item()

@@ -16,14 +16,12 @@ import os
 import sys
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tessera_ref import load_model_dir  # noqa: E402
+from tessera_ref import load_model_dir, target_nll  # noqa: E402
 from train import Sequences, Shard, tokenize  # noqa: E402
 
 
-@torch.no_grad()
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="model folder (config.json + model.safetensors)")
@@ -40,13 +38,15 @@ def main():
         raise SystemExit(f"{a.model} reads {model_layout} edits but {a.shard} is written {shard_layout}: write "
                          f"the shard with --edit-layout {model_layout}")
     shard.examples = shard.examples[:a.n]
+    # An example's source image is written just before its target, so the first N examples need only the
+    # images up to the last target they name: the rest are not tokenized.
+    shard.images = shard.images[:1 + max(e["tgt"] for e in shard.examples)]
     seqs = Sequences(shard, tokenize(shard, vq, torch.device("cpu")), seed=0)
     nats = {}
     for e in shard.examples:
         ids, is_img, n_prompt = seqs.one(e, uncond=False)
-        ids, is_img = torch.from_numpy(ids)[None], torch.from_numpy(is_img)[None]  # [1, T]
-        logits = gpt(ids[:, :-1], is_img[:, :-1])[0, n_prompt - 1:]
-        nats.setdefault(e["category"], []).append(F.cross_entropy(logits, ids[0, n_prompt:], reduction="sum").item())
+        nll = target_nll(gpt, torch.from_numpy(ids), torch.from_numpy(is_img), n_prompt)
+        nats.setdefault(e["category"], []).append(nll)
     report = {k: round(sum(v) / len(v), 2) for k, v in sorted(nats.items())}
     print(json.dumps(report | {"model_id": cfg.get("model_id"), "n": len(shard.examples)}))
 
