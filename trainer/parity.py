@@ -9,7 +9,7 @@ must match to float32 rounding. The cases:
   greedy_image              [3, H, W] the VQ decode of greedy_tokens, about [-1, 1]
   nocache_logits            [2, K] the last step's logits recomputed without a cache (cache == recompute)
   encode_input              [3, H, W] an image in [-1, 1]; encode_indices [N] its codes
-  edit_prefill_logits       [2, K] prefill logits of an edit prompt whose context is encode_indices
+  edit_tokens, edit_logits  [E], [E, 2, K] the first E greedy CFG steps of an edit of that image
 
     python trainer/parity.py MODEL_DIR OUT_DIR
 """
@@ -29,6 +29,7 @@ PAD, BOS, USER, GEN, IMG, IMG_END = 256, 257, 258, 259, 260, 261
 PROMPT = "a big red circle in the center on a white background"
 EDIT = "make the circle blue"
 CFG = 3.0
+EDIT_STEPS = 24  # a row and a half of the token grid
 
 
 def rows(text, context=None):
@@ -67,20 +68,25 @@ def main():
         h = gpt.hidden(gpt.embed(ids, img), 0, caches)
         return gpt.img_head(h[:, -1]), caches, ids, img
 
-    logits, caches, ids, img = prefill(PROMPT)
-    prefill_logits = logits.clone()
-    pos = ids.shape[1]
-    tokens, all_logits = [], []
-    for i in range(n):
-        all_logits.append(logits)
-        guided = logits[1] + CFG * (logits[0] - logits[1])
-        t = int(guided.argmax())
-        tokens.append(t)
-        if i + 1 == n:
-            break
-        x = gpt.embed(torch.tensor([[t], [t]]), torch.ones(2, 1, dtype=torch.bool))
-        logits = gpt.img_head(gpt.hidden(x, pos, caches)[:, -1])
-        pos += 1
+    def greedy(text, steps, context=None):
+        """Greedy CFG with the KV cache → (tokens, logits [steps, 2, K], prompt ids, prompt is_img)."""
+        logits, caches, ids, img = prefill(text, context)
+        pos = ids.shape[1]
+        tokens, all_logits = [], []
+        for i in range(steps):
+            all_logits.append(logits)
+            guided = logits[1] + CFG * (logits[0] - logits[1])
+            t = int(guided.argmax())
+            tokens.append(t)
+            if i + 1 == steps:
+                break
+            x = gpt.embed(torch.tensor([[t], [t]]), torch.ones(2, 1, dtype=torch.bool))
+            logits = gpt.img_head(gpt.hidden(x, pos, caches)[:, -1])
+            pos += 1
+        return tokens, all_logits, ids, img
+
+    tokens, all_logits, ids, img = greedy(PROMPT, n)
+    prefill_logits = all_logits[0]
     # The same last step recomputed from scratch, without a cache.
     full_ids = torch.cat([ids, torch.tensor([tokens[:-1], tokens[:-1]])], 1)
     full_img = torch.cat([img, torch.ones(2, n - 1, dtype=torch.bool)], 1)
@@ -92,14 +98,15 @@ def main():
     enc_in = torch.ones(3, size, size)
     enc_in[:, disc] = torch.tensor([220, 40, 40], dtype=torch.float32)[:, None] / 127.5 - 1
     enc_idx = vq.encode(enc_in[None])[0].flatten()
-    edit_logits, *_ = prefill(EDIT, enc_idx.tolist())
+    edit_tokens, edit_logits, *_ = greedy(EDIT, EDIT_STEPS, enc_idx.tolist())
 
     cond, uncond = rows(PROMPT)
     tensors = {
         "prompt_ids": flat(cond)[0].to(torch.int64), "uncond_ids": flat(uncond)[0].to(torch.int64),
         "prefill_logits": prefill_logits, "greedy_tokens": torch.tensor(tokens, dtype=torch.int64),
         "greedy_logits": torch.stack(all_logits), "greedy_image": image, "nocache_logits": nocache,
-        "encode_input": enc_in, "encode_indices": enc_idx.to(torch.int64), "edit_prefill_logits": edit_logits,
+        "encode_input": enc_in, "encode_indices": enc_idx.to(torch.int64),
+        "edit_tokens": torch.tensor(edit_tokens, dtype=torch.int64), "edit_logits": torch.stack(edit_logits),
     }
     os.makedirs(out, exist_ok=True)
     save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(out, "cases.safetensors"))

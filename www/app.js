@@ -196,7 +196,7 @@ async function checkImage(file, prompt) {
     return say([`${file.name}: ${e.message}.`], 'error');
   }
   lines.push(claims
-    ? `Claims: made by an AI model (IPTC trainedAlgorithmicMedia): ${claims.modelId} (weights sha256 ${claims.modelSha256.slice(0, 12)}…), seed ${claims.seed}, temperature ${claims.temperature}, top-p ${claims.topP}, guidance ${claims.cfg}${claims.created ? `, made ${new Date(claims.created).toLocaleString()}` : ''}. Not signed.`
+    ? `Claims: made by an AI model (IPTC trainedAlgorithmicMedia): ${claims.modelId} (weights sha256 ${claims.modelSha256.slice(0, 12)}…), seed ${claims.seed}, temperature ${claims.temperature}, top-p ${claims.topP}, guidance ${claims.cfg}${claims.sourceTokensSha256 ? `, keep ${claims.keep}` : ''}${claims.created ? `, made ${new Date(claims.created).toLocaleString()}` : ''}. Not signed.`
     : 'Claims: none (no provenance metadata: stripped, re-saved, or not made by Tessera).');
   let bitmap;
   try {
@@ -319,6 +319,7 @@ function settings() {
     topK: num('top-k', null),
     topP: num('top-p', 1),
     cfg: num('cfg', 2),
+    keep: num('keep', 3),
   };
 }
 

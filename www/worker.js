@@ -133,7 +133,7 @@ async function generate({ id, prompt, context, settings }) {
   current = { id, cancelled: false };
   const s = settings;
   try {
-    engine.start(prompt, context ?? undefined, s.seed, s.temperature, s.topK ?? undefined, s.topP, s.cfg);
+    engine.start(prompt, context ?? undefined, s.seed, s.temperature, s.topK ?? undefined, s.topP, s.cfg, s.keep ?? undefined);
     const start = performance.now();
     let firstRowMs = null;
     let tokens = 0;

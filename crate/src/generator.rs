@@ -50,6 +50,8 @@ pub struct Generation {
     rgb: Vec<u8>,
     /// Raw logits of the last step, `[batch, K]` flattened (cond row first).
     logits: Vec<f32>,
+    /// The tokens of the image being edited, raster order (what `Settings::keep` favours).
+    source: Option<Vec<u32>>,
 }
 
 impl Generation {
@@ -97,6 +99,7 @@ impl Generation {
             decoder: DecoderState::default(),
             rgb: vec![0; size * size * 3],
             logits: Vec::new(),
+            source: context.map(<[u32]>::to_vec),
             model,
         })
     }
@@ -139,12 +142,14 @@ impl Generation {
         };
         let k = self.model.config.transformer.codebook_size;
         let logits = read_floats(self.model.transformer.image_logits(hidden)).await?; // [batch·K]
-        let token = match self.batch {
-            1 => self.sampler.sample(&logits),
-            _ => self
-                .sampler
-                .sample(&guide(&logits[..k], &logits[k..], self.settings.cfg)),
+        let mut guided = match self.batch {
+            1 => logits.clone(),
+            _ => guide(&logits[..k], &logits[k..], self.settings.cfg),
         };
+        if let Some(source) = &self.source {
+            guided[source[self.tokens.len()] as usize] += self.settings.keep;
+        }
+        let token = self.sampler.sample(&guided);
         self.logits = logits;
         self.tokens.push(token);
         let index = self.tokens.len() - 1;

@@ -50,7 +50,7 @@ impl Provenance {
     }
 
     /// The claims as one JSON object (`modelId`, `modelSha256`, `seed`, `temperature`, `topK`, `topP`, `cfg`,
-    /// `promptSha256`, `sourceTokensSha256`, `created`; absent values are `null`): the C2PA manifest's
+    /// `keep`, `promptSha256`, `sourceTokensSha256`, `created`; absent values are `null`): the C2PA manifest's
     /// generation assertion and what the browser's `readProvenance` returns.
     pub fn claims_json(&self) -> serde_json::Value {
         let s = &self.settings;
@@ -62,6 +62,7 @@ impl Provenance {
             "topK": s.top_k,
             "topP": s.top_p,
             "cfg": s.cfg,
+            "keep": s.keep,
             "promptSha256": self.prompt_sha256,
             "sourceTokensSha256": self.source_sha256,
             "created": self.created,
@@ -94,6 +95,7 @@ impl Provenance {
       tessera:TopK="{top_k}"
       tessera:TopP="{}"
       tessera:Cfg="{}"
+      tessera:Keep="{}"
       tessera:PromptSha256="{}"{source}{created}/>
   </rdf:RDF>
 </x:xmpmeta>
@@ -104,6 +106,7 @@ impl Provenance {
             s.temperature,
             s.top_p,
             s.cfg,
+            s.keep,
             self.prompt_sha256,
         )
     }
@@ -147,6 +150,11 @@ impl Provenance {
                 top_k,
                 top_p: number("tessera:TopP")?,
                 cfg: number("tessera:Cfg")?,
+                // Written since edits could keep their source; an older image was made without.
+                keep: match attr("tessera:Keep") {
+                    Ok(_) => number("tessera:Keep")?,
+                    Err(_) => 0.0,
+                },
             },
             prompt_sha256: attr("tessera:PromptSha256")?,
             source_sha256: attr("tessera:SourceTokensSha256").ok(),
@@ -243,6 +251,7 @@ mod tests {
             top_k: Some(40),
             top_p: 0.95,
             cfg: 3.0,
+            keep: 2.5,
         };
         for source in [None, Some(&[1u32, 2, 3][..])] {
             let p = Provenance::new("a&\"b", "f00d", &settings, "x", source)
@@ -256,6 +265,12 @@ mod tests {
             Provenance::from_xmp(&forged),
             Err("tessera:Seed is not a number".into())
         );
+        // An image made before edits could keep their source was made without: keep 0.
+        let p = Provenance::new("m", "ab", &settings, "x", None);
+        let older = p.xmp().replace("\n      tessera:Keep=\"2.5\"", "");
+        assert_ne!(older, p.xmp());
+        let read = Provenance::from_xmp(&older).unwrap();
+        assert_eq!((read.settings.keep, read.settings.cfg), (0.0, 3.0));
         assert_eq!(
             Provenance::from_xmp("<x/>"),
             Err("the metadata has no Iptc4xmpExt:DigitalSourceType".into())

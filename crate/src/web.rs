@@ -153,7 +153,7 @@ impl Engine {
     }
 
     /// Begin a generation (an edit when `context` holds the tokens of the image to edit). Checks the prompt and
-    /// settings; the work happens in `step`.
+    /// settings (`keep` left out: the engine's default); the work happens in `step`.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         &self,
@@ -164,6 +164,7 @@ impl Engine {
         top_k: Option<u32>,
         top_p: f32,
         cfg: f32,
+        keep: Option<f32>,
     ) -> Result<(), JsValue> {
         self.policy.borrow().check(&prompt).map_err(js_error)?;
         let mut s = self.state.borrow_mut();
@@ -173,6 +174,7 @@ impl Engine {
             top_k: top_k.map(|k| k as usize),
             top_p,
             cfg,
+            keep: keep.unwrap_or(Settings::default().keep),
         };
         let generation = Generation::new(s.model.clone(), &prompt, context.as_deref(), settings)
             .map_err(js_error)?;

@@ -671,6 +671,24 @@ fn eval_scores_every_split_and_its_judge_reads_ground_truth_perfectly() {
         &dir.join("never-written"),
         "--n must be at least 1",
     );
+    // One split: the samples a full run of 7·n holds at that split's places (the same edit as above first).
+    let r = tessera(&[
+        "eval", "--n", "2", "--seed", "3", "--cfg", "1", "--json", "--model", m, "--only", "edit",
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    let only: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!((&only["n"], &only["only"]), (&2.into(), &"edit".into()));
+    assert!(
+        only["single"].is_null() && only["edit_correct"].is_f64(),
+        "{only}"
+    );
+    let ops: usize = only["edit_ops"].as_object().unwrap().len();
+    assert!((1..=2).contains(&ops), "{only}");
+    fails_with(
+        &["eval", "--n", "1", "--only", "edits"],
+        &dir.join("never-written"),
+        "use one of single, multi",
+    );
 }
 
 #[test]

@@ -156,17 +156,17 @@ fn prompts_it_cannot_take_get_clear_errors() {
     );
 }
 
+/// The tiny architecture with seeded random weights.
+fn random_tiny_model() -> (ModelConfig, Arc<Model>) {
+    let cfg = ModelConfig::tiny();
+    let weights = Model::random_weights(&cfg, 3, &Device::flex());
+    let model = Model::from_config(cfg.clone(), &weights, &Device::flex()).unwrap();
+    (cfg, Arc::new(model))
+}
+
 #[test]
 fn generation_streams_one_band_per_token_row_and_is_seeded() {
-    let cfg = ModelConfig::tiny();
-    let model = Arc::new(
-        Model::from_config(
-            cfg.clone(),
-            &Model::random_weights(&cfg, 3, &Device::flex()),
-            &Device::flex(),
-        )
-        .unwrap(),
-    );
+    let (cfg, model) = random_tiny_model();
     let run = |seed| {
         let mut g = Generation::new(
             model.clone(),
@@ -199,4 +199,40 @@ fn generation_streams_one_band_per_token_row_and_is_seeded() {
     assert_ne!(run(2).0, a, "another seed, other tokens");
     let decoded = pollster::block_on(tessera::generator::decode_tokens(&model, &a)).unwrap();
     assert_eq!(decoded, img, "streamed bands assemble into the full decode");
+}
+
+#[test]
+fn keep_favours_the_source_of_an_edit_and_nothing_else() {
+    let (cfg, model) = random_tiny_model();
+    let tokens = |context: Option<&[u32]>, keep: f32| {
+        let settings = Settings {
+            seed: 4,
+            keep,
+            ..Settings::default()
+        };
+        let mut g = Generation::new(model.clone(), "make it blue", context, settings).unwrap();
+        while pollster::block_on(g.step()).unwrap().is_some() {}
+        g.tokens().to_vec()
+    };
+    let source: Vec<u32> = (0..cfg.image_tokens() as u32)
+        .map(|i| i * 7 % 1024)
+        .collect();
+    let free = tokens(Some(&source), 0.0);
+    let same = free.iter().zip(&source).filter(|(a, b)| a == b).count();
+    assert!(same < source.len() / 4, "{same} kept without a bonus");
+    assert_eq!(
+        tokens(Some(&source), 1e4),
+        source,
+        "an overwhelming bonus copies"
+    );
+    let kept = tokens(Some(&source), 3.0);
+    assert!(
+        kept.iter().zip(&source).filter(|(a, b)| a == b).count() > same,
+        "a bonus of 3 keeps more of the source"
+    );
+    assert_eq!(
+        tokens(None, 0.0),
+        tokens(None, 1e4),
+        "a new picture has no source"
+    );
 }

@@ -1,8 +1,8 @@
 //! The Rust engine against the PyTorch reference (`trainer/parity.py`) on both shipped models: prefill and
 //! KV-cached logits at every step of a greedy CFG run, the generated tokens and image, the VQ decode and
-//! encode, and an edit prompt. Reference outputs are float32 on the CPU; so is this side, so differences are
-//! float32 rounding. Regenerate the fixtures with `trainer/parity.py MODEL_DIR tests/fixtures/parity-NAME`
-//! whenever a model's weights change.
+//! encode, and the first steps of an edit. Reference outputs are float32 on the CPU; so is this side, so
+//! differences are float32 rounding. Regenerate the fixtures with
+//! `trainer/parity.py MODEL_DIR tests/fixtures/parity-NAME` whenever a model's weights change.
 
 use std::sync::Arc;
 
@@ -122,7 +122,7 @@ fn vq_encode_and_decode_match_the_reference() {
 }
 
 #[test]
-fn edit_prefill_matches_the_reference() {
+fn edit_run_matches_the_reference_step_by_step() {
     for (dir, fixture) in MODELS {
         let c = cases(fixture);
         let model = model(dir);
@@ -133,12 +133,19 @@ fn edit_prefill_matches_the_reference() {
             Some(&context),
             Settings {
                 cfg: 3.0,
+                keep: 0.0, // the reference samples the guided logits as they are
                 ..Settings::greedy()
             },
         )
         .unwrap();
-        pollster::block_on(g.step()).unwrap();
-        let d = max_abs_diff(g.last_logits(), &c["edit_prefill_logits"].1);
-        assert!(d < LOGIT_TOL, "edit prefill logits differ by {d}");
+        let k = model.config.transformer.codebook_size;
+        let ref_tokens = ints(&c["edit_tokens"].1);
+        let (_, ref_logits) = &c["edit_logits"];
+        for (i, &token) in ref_tokens.iter().enumerate() {
+            pollster::block_on(g.step()).unwrap();
+            let d = max_abs_diff(g.last_logits(), &ref_logits[i * 2 * k..(i + 1) * 2 * k]);
+            assert!(d < LOGIT_TOL, "{dir} edit step {i}: logits differ by {d}");
+            assert_eq!(g.tokens()[i], token, "{dir} edit step {i}: token");
+        }
     }
 }
