@@ -90,6 +90,9 @@ test('a follow-up edits the last image; stop keeps the partial image; sending wh
   await ready(page);
   await send(page, PROMPT);
   assert.equal(await finalState(page, 0), 'done');
+  // With an overwhelming keep, the edit is the image it edits: the setting reaches the engine.
+  await page.locator('details.settings summary').click();
+  await page.getByTestId('keep').fill('1000');
   await send(page, 'make the circle blue');
   await page.waitForFunction(() => window.tessera.events.filter((e) => e.type === 'generate').length === 2);
   const edit = (await events(page)).filter((e) => e.type === 'generate')[1];
@@ -100,6 +103,7 @@ test('a follow-up edits the last image; stop keeps the partial image; sending wh
   assert.match(await status(page).textContent(), /still being drawn/);
   assert.equal(await page.getByTestId('prompt').inputValue(), 'a green star', 'the refused prompt stays in the box');
   assert.equal(await finalState(page, 1), 'done');
+  assert.deepEqual(await canvasPixels(page, 1), await canvasPixels(page, 0), 'keep 1000 copies the source');
 
   // Stop after the first row: the turn keeps what was drawn.
   await page.getByTestId('prompt').fill('');
