@@ -22,6 +22,8 @@ MIX=${MIX:-}
 EDIT_LAYOUT=${EDIT_LAYOUT:-image-first}
 # Loss weight of the tokens under a sign's lettering (train.py --text-weight); 1: every token alike.
 TEXT_WEIGHT=${TEXT_WEIGHT:-1}
+# The exported model's id until `ship.py --model-id` names the shipped one (val_loss.jsonl tells the two apart).
+MODEL_ID=${MODEL_ID:-tessera-shapes-gpu-seed$SEED}
 # Warm start: INIT=model-folder VQ_STEPS=0 continues the transformer on the shipped VQ's codes.
 EXTRA=()
 [ -n "${INIT:-}" ] && EXTRA+=(--init "$INIT")
@@ -52,7 +54,7 @@ echo "== train"
 python3 "$here/train.py" --shard "$WORK/shard" --run "$WORK/run" --vq-seconds "$VQ_SECONDS" \
     --gpt-seconds "$GPT_SECONDS" --vq-batch 64 --gpt-batch 64 --vq-lr 6e-4 --ckpt-every 1000 \
     --text-weight "$TEXT_WEIGHT" \
-    "${EXTRA[@]}" --export "$WORK/model" --model-id tessera-shapes-v1 > "$OUT/train.log" 2>&1 &
+    "${EXTRA[@]}" --export "$WORK/model" --model-id "$MODEL_ID" > "$OUT/train.log" 2>&1 &
 trainer=$!
 while kill -0 "$trainer" 2>/dev/null; do
     if (( $(date +%s) - start > DEADLINE )); then
