@@ -23,6 +23,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tessera_ref import load_model_dir, target_nll  # noqa: E402
+from train import Shard  # noqa: E402
 
 # Sign words are the only upper-case runs in a caption (English captions are lower case, Chinese has none).
 WORD = re.compile(r"[A-Z]{2,}")
@@ -44,12 +45,9 @@ def main():
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     gpt, vq, _ = load_model_dir(a.model)
-    meta = json.load(open(os.path.join(a.shard, "meta.json")))
-    special = meta["tokens"]
-    s = meta["image_size"]
-    images = np.memmap(os.path.join(a.shard, "images.u8"), dtype=np.uint8, mode="r").reshape(-1, s, s, 3)
-    signs = [e for e in map(json.loads, open(os.path.join(a.shard, "examples.jsonl")))
-             if e["category"] == "sign" and len(WORD.findall(e["text"])) == 1][:a.n]
+    shard = Shard(a.shard)
+    special = shard.meta["tokens"]
+    signs = [e for e in shard.examples if e["category"] == "sign" and len(WORD.findall(e["text"])) == 1][:a.n]
     if not signs:
         raise SystemExit(f"{a.shard}: no sign examples (write one with --mix single=0,multi=0,grid=0,edit=0)")
     words = sorted({WORD.search(e["text"]).group() for e in signs})
@@ -61,8 +59,7 @@ def main():
         if not others:
             continue
         swapped = WORD.sub(rng.choice(others), e["text"], count=1)
-        pixels = torch.from_numpy(np.array(images[e["tgt"]])).permute(2, 0, 1)[None].float() / 127.5 - 1
-        tokens = vq.encode(pixels).flatten().long()
+        tokens = vq.encode(shard.image_batch([e["tgt"]], torch.device("cpu"))).flatten().long()
         true = image_nll(gpt, e["cond"], tokens)
         # The generation prompt (crate/src/text.rs): <bos> <user> text… <gen> <img>.
         prompt = [special["bos"], special["user"], *swapped.encode(), special["gen"], special["img"]]

@@ -319,7 +319,7 @@ function settings() {
     topK: num('top-k', null),
     topP: num('top-p', 1),
     cfg: num('cfg', 2),
-    keep: num('keep', 3),
+    keep: num('keep', null), // empty: the engine's default
   };
 }
 

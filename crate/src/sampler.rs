@@ -28,7 +28,7 @@ pub struct Settings {
     pub keep: f32,
 }
 
-/// The default [`Settings::keep`], chosen with ShapesEval's edit split on seed 7100 (keep 0–6), never on the
+/// The default [`Settings::keep`], chosen with ShapesEval's edit split on seed 7100 (keep 0–8), never on the
 /// reported seeds.
 pub const DEFAULT_KEEP: f32 = 3.0;
 

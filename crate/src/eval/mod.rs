@@ -277,6 +277,10 @@ fn draw(seed: u64, i: usize) -> (Split, Sample, Option<Sample>) {
     (split, s, english)
 }
 
+/// What `--only` with an unknown name is told: every name of [`split_names`] (a unit test keeps the two
+/// alike; an error's reason is a `&'static str`).
+const UNKNOWN_SPLIT: &str = "use one of single, multi, grid, text, edit, zh, heldout";
+
 /// The names of ShapesEval's splits, in the order samples are drawn.
 pub fn split_names() -> impl Iterator<Item = &'static str> {
     SPLITS.iter().map(|s| s.name())
@@ -301,7 +305,7 @@ pub fn run(
                 return Err(crate::error::TesseraError::Setting {
                     name: "only",
                     value: name.into(),
-                    reason: "use one of single, multi, grid, text, edit, zh, heldout",
+                    reason: UNKNOWN_SPLIT,
                 });
             };
             (0..n).map(|k| first + k * SPLITS.len()).collect()
@@ -440,6 +444,12 @@ fn generate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_split_name_is_told_every_split() {
+        let names: Vec<_> = split_names().collect();
+        assert_eq!(UNKNOWN_SPLIT, format!("use one of {}", names.join(", ")));
+    }
 
     #[test]
     fn ground_truth_scores_perfectly_and_blank_images_do_not() {
