@@ -8,6 +8,9 @@ Two phases in one run directory:
           classifier-free guidance works). `--text-weight W` weights the tokens under a sign's lettering W
           times: the lettering is ~8 nats of a sign image's ~125 and each glyph's lower rows follow from its
           top, so a plain loss barely asks the model to read the word off the prompt.
+`--vq-part decoder` fine-tunes only the decoder of --init's VQ: every image keeps its codes, so the
+transformer's training stays valid while what the codes are drawn as improves; with `--gpt-steps 0` such a
+run tokenizes nothing and exports --init's transformer as it is.
 Each phase runs a fixed number of steps (or, with --*-seconds, a step count fixed from the measured speed of
 the first steps and then recorded), checkpoints atomically, and resumes from its checkpoint with --resume.
 Progress and losses go to RUN/train.log. `--export DIR` writes the model folder the Rust engine loads.
@@ -105,7 +108,10 @@ def train_vq(a, shard, run, device, vcfg):
     vq = VQ(vcfg).to(device)
     if device.type == "cuda":
         vq = vq.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(vq.parameters(), lr=a.vq_lr, betas=(0.9, 0.95), weight_decay=0.0)
+    # Decoder only: the encoder and codebook stay as they were, so every image keeps its codes and a
+    # transformer trained on them needs no retraining; only what the codes are drawn as changes.
+    params = vq.decoder.parameters() if a.vq_part == "decoder" else vq.parameters()
+    opt = torch.optim.AdamW(params, lr=a.vq_lr, betas=(0.9, 0.95), weight_decay=0.0)
     step, total = 0, a.vq_steps
     if os.path.exists(ck_path):
         ck = torch.load(ck_path, map_location=device)
@@ -130,8 +136,15 @@ def train_vq(a, shard, run, device, vcfg):
             grp["lr"] = lr
         idx = torch.randint(0, n_img, (a.vq_batch,), generator=g).numpy()
         x = shard.image_batch(idx, device)
-        with autocast(device):
-            recon, codes, cb_loss, commit = vq(x)
+        if a.vq_part == "decoder":
+            with torch.no_grad():
+                codes, quant, _ = vq.quantize(vq.encoder(x))
+            with autocast(device):
+                recon = vq.decoder(quant)
+            cb_loss = commit = 0.0
+        else:
+            with autocast(device):
+                recon, codes, cb_loss, commit = vq(x)
         recon = recon.float()
         rec = F.mse_loss(recon, x) + 0.5 * F.l1_loss(recon, x)
         loss = rec + cb_loss + 0.25 * commit
@@ -148,7 +161,7 @@ def train_vq(a, shard, run, device, vcfg):
         loss, recon, x, codes = one_step(step, lr_at(step, total, a.vq_lr, 200))
         usage += torch.bincount(codes.flatten(), minlength=vcfg.codebook_size)
         step += 1
-        if step % 100 == 0 and step < 0.8 * total:
+        if step % 100 == 0 and step < 0.8 * total and a.vq_part == "all":
             reseed_dead_codes(vq, usage, x)
             usage.zero_()
         if step % 50 == 0 or step == total:
@@ -281,6 +294,11 @@ def train_gpt(a, shard, tokens, run, device, tcfg):
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=a.gpt_lr, betas=(0.9, 0.95), fused=device.type == "cuda")
     step, total = 0, a.gpt_steps
+    if total == 0 and not os.path.exists(ck_path):  # a VQ-only run: the transformer is --init's, or none
+        if not a.init:
+            return None
+        warm_start(gpt, a.init, "", run)
+        return gpt
     seqs = Sequences(shard, tokens, a.seed, a.text_weight)
     if os.path.exists(ck_path):
         ck = torch.load(ck_path, map_location=device, weights_only=False)
@@ -391,6 +409,8 @@ def main():
     p.add_argument("--vq-seconds", type=float, default=120)
     p.add_argument("--vq-batch", type=int, default=32)
     p.add_argument("--vq-lr", type=float, default=4e-4)
+    p.add_argument("--vq-part", choices=["all", "decoder"], default="all",
+                   help="decoder: fine-tune only the decoder of --init's VQ, keeping every image's codes")
     p.add_argument("--gpt-steps", type=int)
     p.add_argument("--gpt-seconds", type=float, default=300)
     p.add_argument("--gpt-batch", type=int, default=32)
@@ -405,6 +425,8 @@ def main():
     p.add_argument("--export-dtype", choices=["f32", "f16"], default="f32")
     p.add_argument("--model-id", default="tessera-shapes")
     a = p.parse_args()
+    if a.vq_part == "decoder" and not a.init:
+        p.error("--vq-part decoder fine-tunes a VQ: it needs --init")
     for name in ("vq_batch", "gpt_batch", "ckpt_every", "text_weight"):
         if getattr(a, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
@@ -429,7 +451,9 @@ def main():
     vq = train_vq(a, shard, run, device, vcfg)
     log(run, f"vq psnr on the last 512 images: {vq_psnr(shard, vq, device):.2f} dB")
     tok_path = os.path.join(run, "tokens.npy")
-    if os.path.exists(tok_path) and os.path.getmtime(tok_path) >= os.path.getmtime(os.path.join(run, "vq.pt")):
+    if a.gpt_steps == 0:
+        tokens = None
+    elif os.path.exists(tok_path) and os.path.getmtime(tok_path) >= os.path.getmtime(os.path.join(run, "vq.pt")):
         tokens = np.load(tok_path)
     else:
         t0 = time.time()
