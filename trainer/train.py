@@ -137,7 +137,8 @@ def train_vq(a, shard, run, device, vcfg):
         idx = torch.randint(0, n_img, (a.vq_batch,), generator=g).numpy()
         x = shard.image_batch(idx, device)
         if a.vq_part == "decoder":
-            with torch.no_grad():
+            # The codes the engine's f32 encoder gives these images (as `tokenize` does): the ones to draw.
+            with torch.no_grad(), exact_f32(device):
                 codes, quant, _ = vq.quantize(vq.encoder(x))
             with autocast(device):
                 recon = vq.decoder(quant)
@@ -197,6 +198,18 @@ def exact_f32(device):
             yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def tokens_for(shard, vq, run, device):
+    """The shard's tokens under the run's VQ: RUN/tokens.npy when it is newer than vq.pt, else encoded anew."""
+    tok_path = os.path.join(run, "tokens.npy")
+    if os.path.exists(tok_path) and os.path.getmtime(tok_path) >= os.path.getmtime(os.path.join(run, "vq.pt")):
+        return np.load(tok_path)
+    t0 = time.time()
+    tokens = tokenize(shard, vq, device)
+    np.save(tok_path, tokens)
+    log(run, f"tokenized {len(tokens)} images in {time.time() - t0:.1f} s; {len(np.unique(tokens))} codes in use")
+    return tokens
 
 
 @torch.no_grad()
@@ -294,11 +307,6 @@ def train_gpt(a, shard, tokens, run, device, tcfg):
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=a.gpt_lr, betas=(0.9, 0.95), fused=device.type == "cuda")
     step, total = 0, a.gpt_steps
-    if total == 0 and not os.path.exists(ck_path):  # a VQ-only run: the transformer is --init's, or none
-        if not a.init:
-            return None
-        warm_start(gpt, a.init, "", run)
-        return gpt
     seqs = Sequences(shard, tokens, a.seed, a.text_weight)
     if os.path.exists(ck_path):
         ck = torch.load(ck_path, map_location=device, weights_only=False)
@@ -450,18 +458,13 @@ def main():
     log(run := a.run, f"shard {a.shard}: {len(shard.examples)} examples, {len(shard.images)} images; device {device}")
     vq = train_vq(a, shard, run, device, vcfg)
     log(run, f"vq psnr on the last 512 images: {vq_psnr(shard, vq, device):.2f} dB")
-    tok_path = os.path.join(run, "tokens.npy")
-    if a.gpt_steps == 0:
-        tokens = None
-    elif os.path.exists(tok_path) and os.path.getmtime(tok_path) >= os.path.getmtime(os.path.join(run, "vq.pt")):
-        tokens = np.load(tok_path)
+    if a.gpt_steps == 0 and not os.path.exists(os.path.join(run, "gpt.pt")):
+        # A VQ-only run: nothing to tokenize; the transformer exported is --init's as it is, or none.
+        gpt = Transformer(tcfg) if a.init else None
+        if gpt is not None:
+            warm_start(gpt, a.init, "", run)
     else:
-        t0 = time.time()
-        tokens = tokenize(shard, vq, device)
-        np.save(tok_path, tokens)
-        used = len(np.unique(tokens))
-        log(run, f"tokenized {len(tokens)} images in {time.time() - t0:.1f} s; {used} codes in use")
-    gpt = train_gpt(a, shard, tokens, run, device, tcfg)
+        gpt = train_gpt(a, shard, tokens_for(shard, vq, run, device), run, device, tcfg)
     if a.export:
         export(a, run, vq, gpt, vcfg, tcfg)
         log(run, f"exported to {a.export}")
