@@ -74,6 +74,10 @@ const handlers = {
     const what = replaced ? 'New model loaded' : 'Ready';
     setStatus(`${what}: ${info.modelId}, ${(info.parameters / 1e6).toFixed(1)} M parameters, running ${where}.${untrained}`, 'ready');
     showModel(info);
+    // An empty sampling field means the engine's default: show it.
+    const d = info.defaults;
+    Object.entries({ temperature: d.temperature, 'top-p': d.topP, cfg: d.cfg, keep: d.keep })
+      .forEach(([field, value]) => { $(field).placeholder = String(value); });
     if (!state.running) $('send').disabled = false;
     updateEditToggle();
     // Ask the browser to keep the cached model under storage pressure (granted quietly where the site is trusted).
@@ -315,11 +319,12 @@ function settings() {
   };
   return {
     seed: num('seed', 0),
-    temperature: num('temperature', 1),
+    // Empty: the engine's default (shown as the field's placeholder once the model is ready).
+    temperature: num('temperature', null),
     topK: num('top-k', null),
-    topP: num('top-p', 1),
-    cfg: num('cfg', 2),
-    keep: num('keep', null), // empty: the engine's default
+    topP: num('top-p', null),
+    cfg: num('cfg', null),
+    keep: num('keep', null),
   };
 }
 

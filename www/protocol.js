@@ -4,7 +4,7 @@
 /** Page → worker. */
 export const ToWorker = Object.freeze({
   LOAD: 'load', // {modelUrl, preferGpu, fallbackReason?}
-  GENERATE: 'generate', // {id, prompt, context: Uint32Array|null, settings}
+  GENERATE: 'generate', // {id, prompt, context: Uint32Array|null, settings: {seed, temperature, topK, topP, cfg, keep}}, null: the engine's default
   CANCEL: 'cancel', // {id}
   ENCODE: 'encode', // {id, bytes: ArrayBuffer}
   LOSE_DEVICE: 'lose-device', // {}: destroy the WebGPU device, as a driver reset would (tests, scripting)
@@ -15,7 +15,7 @@ export const ToWorker = Object.freeze({
 /** Worker → page. */
 export const FromWorker = Object.freeze({
   PROGRESS: 'progress', // {loaded, total, cached}: model bytes (cached: read from this browser's model cache)
-  READY: 'ready', // {backend, fallbackReason, info: {modelId, sha256, parameters, imageSize, grid, trained, source}}
+  READY: 'ready', // {backend, fallbackReason, info: {modelId, sha256, parameters, imageSize, grid, trained, defaults, source}}
   TOKEN_ROW: 'token-row', // {id, row, rows, y0, height, rgba, tokens, ms}
   DONE: 'done', // {id, png, tokens, stats}
   STOPPED: 'stopped', // {id, png, tokens, stats}: cancelled, the partial image kept

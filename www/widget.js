@@ -4,7 +4,8 @@
 //   <tessera-generator prompt="a big red circle in the center on a white background" seed="7"></tessera-generator>
 //
 // Attributes: `prompt` (used when generate() gets none), `seed` (default 0), `model` (a model folder or its
-// config.json; default the bundled model), and optionally `temperature`, `top-k`, `top-p`, `guidance`.
+// config.json; default the bundled model), and optionally `temperature`, `top-k`, `top-p`, `guidance` (left out:
+// the engine's defaults).
 // Methods: `generate(prompt?)` → Promise<Blob> (a PNG with provenance metadata), `cancel()`.
 // Events (bubbling, composed): `tessera-ready` {modelId, backend}, `tessera-row` {row, rows},
 // `tessera-done` {blob, tokens, ms}, `tessera-error` {name, message}.
@@ -110,8 +111,8 @@ class TesseraGenerator extends HTMLElement {
       return v === null || v.trim() === '' ? fallback : Number(v);
     };
     return {
-      seed: number('seed', 0), temperature: number('temperature', 1), topK: number('top-k', null),
-      topP: number('top-p', 1), cfg: number('guidance', 2),
+      seed: number('seed', 0), temperature: number('temperature', null), topK: number('top-k', null),
+      topP: number('top-p', null), cfg: number('guidance', null), // null: the engine's default
     };
   }
 

@@ -133,7 +133,9 @@ async function generate({ id, prompt, context, settings }) {
   current = { id, cancelled: false };
   const s = settings;
   try {
-    engine.start(prompt, context ?? undefined, s.seed, s.temperature, s.topK ?? undefined, s.topP, s.cfg, s.keep ?? undefined);
+    // A setting left null is the engine's default (engine.info().defaults).
+    const given = (v) => v ?? undefined;
+    engine.start(prompt, context ?? undefined, s.seed, given(s.temperature), given(s.topK), given(s.topP), given(s.cfg), given(s.keep));
     const start = performance.now();
     let firstRowMs = null;
     let tokens = 0;

@@ -137,7 +137,8 @@ impl Engine {
         self.fallback_reason.clone()
     }
 
-    /// `{modelId, sha256, parameters, weightBytes, imageSize, grid, trained}`.
+    /// `{modelId, sha256, parameters, weightBytes, imageSize, grid, trained, defaults}`, where `defaults` is
+    /// `{temperature, topP, cfg, keep}`: what `start` uses for a setting it is not given.
     pub fn info(&self) -> JsValue {
         let s = self.state.borrow();
         let c = &s.model.config;
@@ -149,32 +150,41 @@ impl Engine {
         set(&o, "imageSize", c.image_size as u32);
         set(&o, "grid", c.grid() as u32);
         set(&o, "trained", c.trained);
+        let d = Settings::default();
+        let defaults = Object::new();
+        set(&defaults, "temperature", d.temperature);
+        set(&defaults, "topP", d.top_p);
+        set(&defaults, "cfg", d.cfg);
+        set(&defaults, "keep", d.keep);
+        set(&o, "defaults", defaults);
         o.into()
     }
 
     /// Begin a generation (an edit when `context` holds the tokens of the image to edit). Checks the prompt and
-    /// settings (`keep` left out: the engine's default); the work happens in `step`.
+    /// settings (any but the seed left out: the engine's default, as `info().defaults` says); the work happens
+    /// in `step`.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         &self,
         prompt: String,
         context: Option<Vec<u32>>,
         seed: f64,
-        temperature: f32,
+        temperature: Option<f32>,
         top_k: Option<u32>,
-        top_p: f32,
-        cfg: f32,
+        top_p: Option<f32>,
+        cfg: Option<f32>,
         keep: Option<f32>,
     ) -> Result<(), JsValue> {
         self.policy.borrow().check(&prompt).map_err(js_error)?;
         let mut s = self.state.borrow_mut();
+        let d = Settings::default();
         let settings = Settings {
             seed: seed as u64,
-            temperature,
+            temperature: temperature.unwrap_or(d.temperature),
             top_k: top_k.map(|k| k as usize),
-            top_p,
-            cfg,
-            keep: keep.unwrap_or(Settings::default().keep),
+            top_p: top_p.unwrap_or(d.top_p),
+            cfg: cfg.unwrap_or(d.cfg),
+            keep: keep.unwrap_or(d.keep),
         };
         let generation = Generation::new(s.model.clone(), &prompt, context.as_deref(), settings)
             .map_err(js_error)?;

@@ -27,6 +27,8 @@ test('an image is checked: its claims, whether it was made here (JPEG, crop), an
   await ready(page);
   await page.locator('details.settings summary').click();
   await page.getByTestId('seed').fill('11');
+  // The other settings are left empty: the engine's defaults, which the fields show.
+  assert.equal(await page.getByTestId('cfg').getAttribute('placeholder'), '1.5');
   await send(page, PROMPT);
   assert.equal(await finalState(page, 0), 'done');
   await page.waitForFunction(() => document.querySelector('[data-testid="turn"]').dataset.remembered === 'true');
@@ -56,7 +58,7 @@ test('an image is checked: its claims, whether it was made here (JPEG, crop), an
 
   const proven = await check(page, 'tessera-1.png', 'image/png', files.png, PROMPT);
   assert.match(proven.text, /Claims: made by an AI model \(IPTC trainedAlgorithmicMedia\): tessera-tiny .* seed 11/);
-  assert.match(proven.text, /guidance 2, made \S/, 'the creation time is read back');
+  assert.match(proven.text, /temperature 1, top-p 1, guidance 1\.5, made \S/, 'the defaults were used; the creation time is read back');
   assert.match(proven.text, /Made here: yes, .* from “a big red circle/);
   assert.match(proven.text, /the same pixels\. Verified/);
   assert.equal(proven.verdict, 'verified');
