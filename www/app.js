@@ -19,6 +19,8 @@ const KNOWN = /circle|square|triangle|star|heart|hexagon|diamond|cross|ring|sign
 /** Longest prompt the page sends; the engine's own limit (bytes) is checked again in the worker. */
 const MAX_PROMPT_CHARS = 600;
 const MAX_UPLOAD_BYTES = 64 * 1024 * 1024;
+/** Each sampling setting's field; an empty field is the engine's default (`info.defaults`, shown as its placeholder). */
+const SAMPLING_FIELDS = { temperature: 'temperature', topK: 'top-k', topP: 'top-p', cfg: 'cfg', keep: 'keep' };
 
 const params = new URLSearchParams(location.search);
 const modelUrl = params.has('model') ? modelFolder(params.get('model'), location.href) : DEFAULT_MODEL;
@@ -74,10 +76,9 @@ const handlers = {
     const what = replaced ? 'New model loaded' : 'Ready';
     setStatus(`${what}: ${info.modelId}, ${(info.parameters / 1e6).toFixed(1)} M parameters, running ${where}.${untrained}`, 'ready');
     showModel(info);
-    // An empty sampling field means the engine's default: show it.
-    const d = info.defaults;
-    Object.entries({ temperature: d.temperature, 'top-p': d.topP, cfg: d.cfg, keep: d.keep })
-      .forEach(([field, value]) => { $(field).placeholder = String(value); });
+    for (const [setting, field] of Object.entries(SAMPLING_FIELDS)) {
+      if (setting in info.defaults) $(field).placeholder = String(info.defaults[setting]);
+    }
     if (!state.running) $('send').disabled = false;
     updateEditToggle();
     // Ask the browser to keep the cached model under storage pressure (granted quietly where the site is trusted).
@@ -317,15 +318,8 @@ function settings() {
     const v = $(sel).value.trim();
     return v === '' ? fallback : Number(v);
   };
-  return {
-    seed: num('seed', 0),
-    // Empty: the engine's default (shown as the field's placeholder once the model is ready).
-    temperature: num('temperature', null),
-    topK: num('top-k', null),
-    topP: num('top-p', null),
-    cfg: num('cfg', null),
-    keep: num('keep', null),
-  };
+  const sampling = Object.entries(SAMPLING_FIELDS).map(([setting, field]) => [setting, num(field, null)]);
+  return { seed: num('seed', 0), ...Object.fromEntries(sampling) };
 }
 
 function start(prompt, context) {
