@@ -3,7 +3,7 @@
 guidance as a batch of two (cond, uncond), temperature/top-p sampling, and one VQ decode of the finished token
 grid. Prints one JSON object: medians over --runs runs after one warm-up run.
 
-    trainer/.venv/bin/python trainer/bench_peer.py MODEL_DIR --runs 5 --threads 2 --cfg 2 --prompt "…"
+    trainer/.venv/bin/python trainer/bench_peer.py MODEL_DIR --runs 5 --threads 2 --guidance 2 --prompt "…"
 """
 
 import argparse
@@ -69,7 +69,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prompt", default="a big red circle in the center on a white background")
-    ap.add_argument("--cfg", type=float, default=2.0)
+    ap.add_argument("--guidance", "--cfg", type=float, default=2.0, help="classifier-free guidance scale")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--top-p", type=float, default=1.0)
     a = ap.parse_args()
@@ -77,7 +77,7 @@ def main():
         sys.exit("error: --runs must be at least 1")
     torch.set_num_threads(a.threads)
     gpt, vq, grid = load(a.model_dir)
-    times = [generate(gpt, vq, grid, a.prompt, a.cfg, a.temperature, a.top_p, run) for run in range(a.runs + 1)][1:]
+    times = [generate(gpt, vq, grid, a.prompt, a.guidance, a.temperature, a.top_p, run) for run in range(a.runs + 1)][1:]
     total = statistics.median(t for t, _ in times)
     print(json.dumps({
         "peer": f"PyTorch {torch.__version__} eager, float32, KV cache, CFG batch 2",

@@ -1,5 +1,5 @@
 """Exports a model folder's transformer to ONNX for the in-browser speed peer (ONNX Runtime Web, the engine
-under transformers.js): one graph for prefill and KV-cached decode steps, run by tests/browser/peer-bench.mjs.
+under transformers.js): one graph for prefill and KV-cached decode steps, run by bench/peer-bench.mjs.
 
     trainer/.venv/bin/python trainer/export_onnx.py MODEL_DIR OUT_DIR [--prompt "…"]
 

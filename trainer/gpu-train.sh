@@ -18,7 +18,7 @@ DEADLINE=${DEADLINE:-560}
 SEED=${SEED:-1}
 # Training mix of the shard, e.g. MIX=sign=30,edit=35 (see `tessera data --help`); empty: the default mix.
 MIX=${MIX:-}
-# Edit prompt layout of the shard: image-first (the shipped model's) or text-first (see crate/src/text.rs).
+# Edit prompt layout of the shard: image-first (the shipped model's) or text-first (see engine/src/generation/prompt.rs).
 EDIT_LAYOUT=${EDIT_LAYOUT:-image-first}
 # Loss weight of the tokens under a sign's lettering (train.py --text-weight); 1: every token alike.
 TEXT_WEIGHT=${TEXT_WEIGHT:-1}

@@ -33,7 +33,7 @@ EDIT_STEPS = 24  # a row and a half of the token grid
 
 
 def rows(text, context=None):
-    """(cond, uncond) as lists of (ids, is_img) segments; the format of crate/src/text.rs."""
+    """(cond, uncond) as lists of (ids, is_img) segments; the format of engine/src/generation/prompt.rs."""
     user = list(text.encode())
     def row(u):
         segs, head = [], [BOS]

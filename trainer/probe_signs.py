@@ -61,7 +61,7 @@ def main():
         swapped = WORD.sub(rng.choice(others), e["text"], count=1)
         tokens = vq.encode(shard.image_batch([e["tgt"]], torch.device("cpu"))).flatten().long()
         true = image_nll(gpt, e["cond"], tokens)
-        # The generation prompt (crate/src/text.rs): <bos> <user> text… <gen> <img>.
+        # The generation prompt (engine/src/generation/prompt.rs): <bos> <user> text… <gen> <img>.
         prompt = [special["bos"], special["user"], *swapped.encode(), special["gen"], special["img"]]
         other = image_nll(gpt, prompt, tokens)
         gaps.append(other - true)

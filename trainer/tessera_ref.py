@@ -1,5 +1,5 @@
 """Reference implementation of Tessera's model in PyTorch: the trainer's model and the parity/speed peer of
-the Rust engine (crate/src/transformer.rs, crate/src/vq.rs). Tensor names here are the checkpoint's names.
+the Rust engine (engine/src/model/transformer.rs, engine/src/model/vq.rs). Tensor names here are the checkpoint's names.
 
 Transformer: LLaMA-style decoder (RMSNorm, rotary positions in the rotate-half form, SwiGLU, no biases) over
 one sequence of text and image tokens. Text tokens use `text_embed`; image tokens use `img_embed` followed by
@@ -10,36 +10,54 @@ VQ: convolutional encoder, L2-normalised codebook (after LlamaGen), and a *verti
 pixels of token row r depend only on token rows 0..r and each finished token row is final pixels at once.
 """
 
-from dataclasses import dataclass, field, asdict
+import json
+import os
+from dataclasses import dataclass, asdict
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 
+# The architectures are the engine's own presets (engine/presets/*.json): the fields of a model folder's
+# config.json, read here so the trainer and the engine cannot disagree on them.
+PRESETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "engine", "presets")
+
+
 @dataclass
 class TransformerConfig:
-    dim: int = 384
-    n_layers: int = 6
-    n_heads: int = 6
-    mlp_hidden: int = 1024
-    text_vocab: int = 264
-    codebook_size: int = 1024
-    img_embed_dim: int = 64
-    max_seq: int = 1024
-    rope_theta: float = 10000.0
-    norm_eps: float = 1e-5
+    dim: int
+    n_layers: int
+    n_heads: int
+    mlp_hidden: int
+    text_vocab: int
+    codebook_size: int
+    img_embed_dim: int
+    max_seq: int
+    rope_theta: float
+    norm_eps: float
 
 
 @dataclass
 class VqConfig:
-    codebook_size: int = 1024
-    code_dim: int = 8
-    # Channels per resolution, finest first: 128², 64², 32², 16² for a 128² image (downsample 8).
-    enc_channels: list = field(default_factory=lambda: [32, 64, 128, 192])
-    dec_channels: list = field(default_factory=lambda: [32, 64, 96, 192])
-    res_blocks: int = 1
-    norm_eps: float = 1e-6
+    codebook_size: int
+    code_dim: int
+    # Channels per resolution, finest first: e.g. 128², 64², 32², 16² for a 128² image (downsample 8).
+    enc_channels: list
+    dec_channels: list
+    res_blocks: int
+    norm_eps: float
+
+
+def preset_names():
+    return sorted(name[:-len(".json")] for name in os.listdir(PRESETS) if name.endswith(".json"))
+
+
+def preset(name):
+    """(TransformerConfig, VqConfig, image_size) of the engine's preset `name` (engine/presets/NAME.json)."""
+    with open(os.path.join(PRESETS, f"{name}.json")) as f:
+        c = json.load(f)
+    return TransformerConfig(**c["transformer"]), VqConfig(**c["vq"]), c["image_size"]
 
 
 def config_dict(tcfg: TransformerConfig, vcfg: VqConfig, image_size: int = 128) -> dict:

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file, load_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tessera_ref import Transformer, TransformerConfig, VQ, VqConfig, config_dict  # noqa: E402
+from tessera_ref import Transformer, TransformerConfig, VQ, VqConfig, config_dict, preset, preset_names  # noqa: E402
 
 
 def log(run, msg):
@@ -393,7 +393,7 @@ def export(a, run, vq, gpt, vcfg, tcfg):
     path = os.path.join(a.export, "model.safetensors")
     save_file(tensors, path + ".tmp", metadata={"format": "tessera-1"})
     os.replace(path + ".tmp", path)
-    cfg = config_dict(tcfg or TransformerConfig(), vcfg)
+    cfg = config_dict(tcfg or preset(a.preset)[0], vcfg)
     cfg["model_id"] = a.model_id
     cfg["trained"] = gpt is not None
     # The engine must lay out edit prompts as the shard did (`tessera data --edit-layout`).
@@ -412,7 +412,8 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
-    p.add_argument("--preset", choices=["default", "tiny"], default="default")
+    p.add_argument("--preset", choices=preset_names(), default="default",
+                   help="the architecture: one of the engine's presets (engine/presets/)")
     p.add_argument("--vq-steps", type=int)
     p.add_argument("--vq-seconds", type=float, default=120)
     p.add_argument("--vq-batch", type=int, default=32)
@@ -446,12 +447,7 @@ def main():
     torch.manual_seed(a.seed)
     os.makedirs(a.run, exist_ok=True)
     device = torch.device(a.device)
-    if a.preset == "tiny":
-        tcfg = TransformerConfig(dim=64, n_layers=2, n_heads=4, mlp_hidden=128, img_embed_dim=16)
-        vcfg = VqConfig(enc_channels=[8, 16, 16, 32], dec_channels=[8, 16, 16, 32])
-    else:
-        tcfg, vcfg = TransformerConfig(), VqConfig()
-    tcfg.codebook_size = vcfg.codebook_size
+    tcfg, vcfg, _ = preset(a.preset)
 
     shard = Shard(a.shard)
     a.edit_layout = shard.meta.get("edit_layout", "image-first")

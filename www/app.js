@@ -20,7 +20,7 @@ const KNOWN = /circle|square|triangle|star|heart|hexagon|diamond|cross|ring|sign
 const MAX_PROMPT_CHARS = 600;
 const MAX_UPLOAD_BYTES = 64 * 1024 * 1024;
 /** Each sampling setting's field; an empty field is the engine's default (`info.defaults`, shown as its placeholder). */
-const SAMPLING_FIELDS = { temperature: 'temperature', topK: 'top-k', topP: 'top-p', cfg: 'cfg', keep: 'keep' };
+const SAMPLING_FIELDS = { temperature: 'temperature', topK: 'top-k', topP: 'top-p', guidance: 'guidance', keep: 'keep' };
 
 const params = new URLSearchParams(location.search);
 const modelUrl = params.has('model') ? modelFolder(params.get('model'), location.href) : DEFAULT_MODEL;
@@ -201,7 +201,7 @@ async function checkImage(file, prompt) {
     return say([`${file.name}: ${e.message}.`], 'error');
   }
   lines.push(claims
-    ? `Claims: made by an AI model (IPTC trainedAlgorithmicMedia): ${claims.modelId} (weights sha256 ${claims.modelSha256.slice(0, 12)}…), seed ${claims.seed}, temperature ${claims.temperature}, top-p ${claims.topP}, guidance ${claims.cfg}${claims.sourceTokensSha256 ? `, keep ${claims.keep}` : ''}${claims.created ? `, made ${new Date(claims.created).toLocaleString()}` : ''}. Not signed.`
+    ? `Claims: made by an AI model (IPTC trainedAlgorithmicMedia): ${claims.modelId} (weights sha256 ${claims.modelSha256.slice(0, 12)}…), seed ${claims.seed}, temperature ${claims.temperature}, top-p ${claims.topP}, guidance ${claims.guidance}${claims.sourceTokensSha256 ? `, keep ${claims.keep}` : ''}${claims.created ? `, made ${new Date(claims.created).toLocaleString()}` : ''}. Not signed.`
     : 'Claims: none (no provenance metadata: stripped, re-saved, or not made by Tessera).');
   let bitmap;
   try {
@@ -216,7 +216,7 @@ async function checkImage(file, prompt) {
     : `Made here: no picture this browser drew matches it${match.entry ? ` (closest similarity ${match.score.toFixed(2)})` : ''}.`);
   let verdict = madeHere ? 'made-here' : 'unknown';
   if (claims && prompt) {
-    const regenerated = await regenerate(claims, prompt, bitmap);
+    const regenerated = await regenerate(bytes.slice(0), prompt);
     lines.push(regenerated.line);
     verdict = regenerated.verdict;
   } else if (claims) {
@@ -225,42 +225,26 @@ async function checkImage(file, prompt) {
   return say(lines, verdict);
 }
 
-/** Regenerates a picture from its claims and the prompt, and compares pixels (as `tessera verify` does). */
-async function regenerate(claims, prompt, bitmap) {
-  if ((await sha256(new TextEncoder().encode(prompt))) !== claims.promptSha256) {
-    return { line: 'Regenerated: no, that prompt is not the one recorded in the image.', verdict: 'not-verified' };
-  }
-  if (claims.sourceTokensSha256) return { line: 'Regenerated: no, it is an edit of another image.', verdict: 'unknown' };
-  if (claims.modelSha256 !== state.info.sha256) {
-    return { line: `Regenerated: no, it was made by ${claims.modelId}, and ${state.info.modelId} is loaded.`, verdict: 'unknown' };
-  }
+/**
+ * The engine's verdict on regenerating the picture from its claims and `prompt` (as `tessera verify` gives):
+ * the engine decides; the page only words it.
+ */
+async function regenerate(bytes, prompt) {
   if (state.running) return { line: `Regenerated: not now, ${advice('Busy')}`, verdict: 'unknown' };
-  const settings = { seed: claims.seed, temperature: claims.temperature, topK: claims.topK ?? null, topP: claims.topP, cfg: claims.cfg };
   state.running = 'check'; // the engine is busy: sends wait, as for any generation
   $('send').disabled = true;
-  let png;
+  let verdict;
   try {
-    ({ png } = await engine.generate({ prompt, settings }).done);
+    verdict = await engine.verify(bytes, prompt);
   } finally {
     endRun();
   }
-  const again = await createImageBitmap(png);
-  const pixels = (image) => {
-    const c = new OffscreenCanvas(image.width, image.height);
-    const ctx = c.getContext('2d');
-    ctx.drawImage(image, 0, 0);
-    return ctx.getImageData(0, 0, image.width, image.height).data;
-  };
-  if (bitmap.width !== again.width || bitmap.height !== again.height) {
-    return { line: `Regenerated: the sizes differ (${bitmap.width}×${bitmap.height} vs ${again.width}×${again.height}).`, verdict: 'not-verified' };
-  }
-  const [a, b] = [pixels(bitmap), pixels(again)];
-  let changed = 0;
-  for (let i = 0; i < a.length; i++) if (i % 4 !== 3 && Math.abs(a[i] - b[i]) > 2) changed++;
-  return changed === 0
-    ? { line: 'Regenerated from the recorded model, seed and settings: the same pixels. Verified.', verdict: 'verified' }
-    : { line: `Regenerated: ${changed} pixel values differ, so the pixels were changed or the claims are not this image's.`, verdict: 'not-verified' };
+  if (!verdict) return { line: 'Regenerated: no, the file carries no claims to check.', verdict: 'unknown' };
+  const line = verdict.outcome === 'verified' ? `${capitalized(verdict.reason)}. Verified.` : `Regenerated: no, ${verdict.reason}.`;
+  return { line, verdict: verdict.outcome };
 }
+
+const capitalized = (text) => text.charAt(0).toUpperCase() + text.slice(1);
 
 /** The last turn whose image is complete and made by the loaded model: what a follow-up edits. */
 function lastImage() {

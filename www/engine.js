@@ -115,15 +115,31 @@ export class EngineClient {
 
   /** An image's provenance claims (`null` when it has none); rejects with a named Error for an unreadable file. */
   inspect(bytes) {
+    return this.#ask({ type: ToWorker.INSPECT, bytes }, FromWorker.INSPECTED, [bytes]).then((m) => m.claims);
+  }
+
+  /**
+   * The engine's verdict on a PNG (`bytes`, transferred) made from `prompt`: it regenerates the picture from
+   * its claims with the loaded model and compares (as `tessera verify`). Resolves to `{outcome, reason}`, or
+   * `null` for a file without claims; rejects with a named Error.
+   */
+  async verify(bytes, prompt) {
+    await this.whenReady();
+    const reply = await this.#ask({ type: ToWorker.VERIFY, bytes, prompt }, FromWorker.VERIFIED, [bytes]);
+    return reply.verdict;
+  }
+
+  /** Posts `message` with a fresh id; resolves to the worker's `reply` for that id, or rejects with its named error. */
+  #ask(message, reply, transfer) {
     const id = this.nextId();
     return new Promise((resolve, reject) => {
       const off = this.subscribe((m) => {
-        if (m.type !== FromWorker.INSPECTED || m.id !== id) return;
+        if (m.type !== reply || m.id !== id) return;
         off();
         if (m.name) reject(named(m.name, m.message));
-        else resolve(m.claims);
+        else resolve(m);
       });
-      this.post({ type: ToWorker.INSPECT, id, bytes }, [bytes]);
+      this.post({ ...message, id }, transfer);
     });
   }
 

@@ -13,7 +13,7 @@ const GRID = 16;
 const DIFFERENT = 48;
 /** The most of each side a crop search takes away, in thumbnail pixels. */
 const MAX_CROP = 3;
-/** At or above this score an image counts as made here (measured: see tests/browser/made-here-bench.mjs). */
+/** At or above this score an image counts as made here (measured: see bench/made-here-bench.mjs). */
 export const MADE_HERE = 0.8;
 
 /** A 32×32 RGB thumbnail of an image, canvas or bitmap. */

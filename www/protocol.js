@@ -4,11 +4,12 @@
 /** Page → worker. */
 export const ToWorker = Object.freeze({
   LOAD: 'load', // {modelUrl, preferGpu, fallbackReason?}
-  GENERATE: 'generate', // {id, prompt, context: Uint32Array|null, settings: {seed, temperature, topK, topP, cfg, keep}}, null: the engine's default
+  GENERATE: 'generate', // {id, prompt, context: Uint32Array|null, settings: {seed, temperature, topK, topP, guidance, keep}}, null: the engine's default
   CANCEL: 'cancel', // {id}
   ENCODE: 'encode', // {id, bytes: ArrayBuffer}
   LOSE_DEVICE: 'lose-device', // {}: destroy the WebGPU device, as a driver reset would (tests, scripting)
   INSPECT: 'inspect', // {id, bytes: ArrayBuffer}: read an image's provenance claims
+  VERIFY: 'verify', // {id, bytes: ArrayBuffer, prompt}: regenerate a PNG from its claims and compare (trust::verify)
   REPLACE: 'replace', // {source: {url} | {files: {config, weights: ArrayBuffer, sha256: string, name}}}
 });
 
@@ -23,6 +24,7 @@ export const FromWorker = Object.freeze({
   ERROR: 'error', // {id?, name, message}
   DEVICE_LOST: 'device-lost', // {id?, message}: the GPU is gone; the page restarts the engine on the CPU
   INSPECTED: 'inspected', // {id, claims: object|null} or {id, name, message} when the file is unreadable
+  VERIFIED: 'verified', // {id, verdict: {outcome: 'verified'|'not-verified'|'unknown', reason}|null} or {id, name, message}
   REFUSED: 'refused', // {name, message}: a REPLACE model was not accepted; the current model stays loaded
 });
 

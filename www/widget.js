@@ -112,7 +112,7 @@ class TesseraGenerator extends HTMLElement {
     };
     return {
       seed: number('seed', 0), temperature: number('temperature', null), topK: number('top-k', null),
-      topP: number('top-p', null), cfg: number('guidance', null), // null: the engine's default
+      topP: number('top-p', null), guidance: number('guidance', null), // null: the engine's default
     };
   }
 

@@ -135,7 +135,7 @@ async function generate({ id, prompt, context, settings }) {
   try {
     // A setting left null is the engine's default (engine.info().defaults).
     const given = (v) => v ?? undefined;
-    engine.start(prompt, context ?? undefined, s.seed, given(s.temperature), given(s.topK), given(s.topP), given(s.cfg), given(s.keep));
+    engine.start(prompt, context ?? undefined, s.seed, given(s.temperature), given(s.topK), given(s.topP), given(s.guidance), given(s.keep));
     const start = performance.now();
     let firstRowMs = null;
     let tokens = 0;
@@ -189,6 +189,20 @@ async function inspect({ id, bytes }) {
   }
 }
 
+/** The engine's verdict on a PNG's claims, by regenerating it with the loaded model; no generation runs meanwhile. */
+async function verify({ id, bytes, prompt }) {
+  if (!engine) return post({ type: FromWorker.VERIFIED, id, name: 'ModelMissing', message: 'the model is not loaded yet' });
+  if (current) return post({ type: FromWorker.VERIFIED, id, name: 'Busy', message: 'a generation is running' });
+  current = { id, cancelled: false };
+  try {
+    post({ type: FromWorker.VERIFIED, id, verdict: await engine.verify(new Uint8Array(bytes), prompt) });
+  } catch (e) {
+    post({ type: FromWorker.VERIFIED, id, name: errorName(e, 'BadImage'), message: e.message ?? String(e) });
+  } finally {
+    current = null;
+  }
+}
+
 async function encode({ id, bytes }) {
   if (!engine) return fail(id, 'ModelMissing', 'the model is not loaded yet');
   try {
@@ -208,6 +222,7 @@ self.onmessage = ({ data }) => {
     case ToWorker.ENCODE: return encode(data);
     case ToWorker.REPLACE: return replace(data);
     case ToWorker.INSPECT: return inspect(data);
+    case ToWorker.VERIFY: return verify(data);
     case ToWorker.LOSE_DEVICE: return gpuDevice?.destroy();
     default: return fail(data.id ?? null, 'Protocol', `unknown message type ${data.type}`);
   }

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tessera::provenance::{Provenance, read_xmp};
+use tessera::trust::provenance::{Provenance, read_xmp};
 
 fuzz_target!(|data: &[u8]| {
     if let Some(xmp) = read_xmp(data) {

@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { launchChromium, serverAndBrowser, ROOT } from './server.mjs';
+import { launchChromium, serverAndBrowser, ROOT } from './browser.mjs';
 import { openPage, status, turns, ready, send, finalState } from './page.mjs';
 
 const MICRO = 'models/tessera-micro/';
@@ -26,7 +26,7 @@ const open = (query = `?model=${MICRO}`, b = env.browser, options = {}) => openP
 async function greedy(page) {
   await page.locator('details.settings summary').click();
   await page.getByTestId('temperature').fill('0');
-  await page.getByTestId('cfg').fill('3');
+  await page.getByTestId('guidance').fill('3');
   await page.getByTestId('seed').fill('0');
 }
 
@@ -62,7 +62,7 @@ test('loads on WebGPU with no console errors, streams every row, and matches the
   try {
     const png = join(dir, 'native.png');
     execFileSync(process.env.TESSERA_CLI ?? join(ROOT, 'target/debug/tessera'), ['generate', PROMPT, '-o', png, '--model', join(ROOT, MICRO),
-      '--temperature', '0', '--cfg', '3', '--seed', '0'], { stdio: 'pipe' });
+      '--temperature', '0', '--guidance', '3', '--seed', '0'], { stdio: 'pipe' });
     pngBytes = readFileSync(png);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -111,8 +111,17 @@ test('a follow-up edits the last image; stop keeps the partial image; sending wh
   await page.waitForFunction(() => window.tessera.events.some((e) => e.type === 'token-row' && e.id === 3));
   await page.getByTestId('stop').click();
   assert.equal(await finalState(page, 2), 'stopped');
+  // The rows drawn before the stop keep their pixels; the rows below were never painted and still show the
+  // canvas's fill (#0b0c10).
+  const rows = Number(await turns(page).nth(2).getAttribute('data-rows'));
+  const { imageSize } = await page.evaluate(() => window.tessera.state.info);
+  assert.ok(rows >= 1 && rows < (await grid(page)), `stopped after ${rows} rows`);
+  const drawnTo = (rows * imageSize) / (await grid(page)); // pixel rows
   const partial = await canvasPixels(page, 2);
-  assert.ok(partial.some((v, i) => i % 4 !== 3 && v !== partial[0]), 'the stopped image kept its rows');
+  const isFill = (p) => partial[p] === 0x0b && partial[p + 1] === 0x0c && partial[p + 2] === 0x10;
+  const pixelsOf = (y0, y1) => Array.from({ length: (y1 - y0) * imageSize }, (_, k) => (y0 * imageSize + k) * 4);
+  assert.ok(pixelsOf(0, drawnTo).some((p) => !isFill(p)), 'the rows drawn before the stop are kept');
+  assert.ok(pixelsOf(drawnTo, imageSize).every(isFill), 'no row after the stop was painted');
   assert.equal(await turns(page).count(), 3, 'the conversation is intact');
   assert.deepEqual(problems.console, []);
   await context.close();

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { serverAndBrowser, ROOT } from './server.mjs';
+import { serverAndBrowser, ROOT } from './browser.mjs';
 import { openPage, status, turns, ready, statusMatching, send, finalState } from './page.mjs';
 
 const MICRO = '/models/tessera-micro/';

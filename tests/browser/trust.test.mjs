@@ -4,7 +4,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { serverAndBrowser } from './server.mjs';
+import { serverAndBrowser } from './browser.mjs';
 import { openPage, ready, send, finalState } from './page.mjs';
 
 const env = serverAndBrowser();
@@ -28,7 +28,7 @@ test('an image is checked: its claims, whether it was made here (JPEG, crop), an
   await page.locator('details.settings summary').click();
   await page.getByTestId('seed').fill('11');
   // The other settings are left empty: the engine's defaults, which the fields show.
-  assert.equal(await page.getByTestId('cfg').getAttribute('placeholder'), '1.5');
+  assert.equal(await page.getByTestId('guidance').getAttribute('placeholder'), '1.5');
   await send(page, PROMPT);
   assert.equal(await finalState(page, 0), 'done');
   await page.waitForFunction(() => document.querySelector('[data-testid="turn"]').dataset.remembered === 'true');

@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { serverAndBrowser } from './server.mjs';
+import { serverAndBrowser } from './browser.mjs';
 
 const env = serverAndBrowser();
 

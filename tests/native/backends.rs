@@ -18,7 +18,7 @@ fn greedy(model: Model) -> (Vec<u32>, Vec<u8>) {
         PROMPT,
         None,
         Settings {
-            cfg: 3.0,
+            guidance: 3.0,
             ..Settings::greedy()
         },
     )

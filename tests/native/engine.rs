@@ -30,17 +30,54 @@ fn err(r: Result<Model, TesseraError>) -> String {
     }
 }
 
+/// The parameter count the engine reports is what the weights file holds, counted from the file's own
+/// header (not from the architecture table the loader checks against); the shipped default model is the
+/// 11.50 M + 2.56 M its model card states.
 #[test]
-fn matching_weights_load() {
-    let (cfg, tensors) = tiny();
-    let m = load(&cfg, &tensors).unwrap();
-    assert_eq!(
-        m.parameters,
-        tensors
-            .values()
-            .map(|(s, _)| s.iter().product::<usize>())
-            .sum::<usize>()
+fn the_parameter_count_is_what_the_weights_file_holds() {
+    for dir in [
+        "models/tessera-shapes",
+        "models/tessera-tiny",
+        "models/tessera-micro",
+    ] {
+        let path = crate::common::root().join(dir);
+        let bytes = std::fs::read(path.join("model.safetensors")).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let in_file: usize = file
+            .tensors()
+            .iter()
+            .map(|(_, t)| t.shape().iter().product::<usize>())
+            .sum();
+        let model = Model::load_dir(&path, &Device::flex()).unwrap();
+        assert_eq!(model.parameters, in_file, "{dir}");
+        assert_eq!(model.weight_bytes, bytes.len(), "{dir}");
+    }
+    let shipped = Model::load_dir(
+        &crate::common::root().join("models/tessera-shapes"),
+        &Device::flex(),
     );
+    let millions = shipped.unwrap().parameters as f64 / 1e6;
+    assert!((millions - (11.50 + 2.56)).abs() < 0.01, "{millions} M");
+}
+
+/// Each shipped model's architecture is its preset's (`engine/presets/`, which the trainer reads too).
+#[test]
+fn the_shipped_models_are_their_presets_architectures() {
+    let presets = [
+        ("models/tessera-shapes", ModelConfig::default_model()),
+        ("models/tessera-tiny", ModelConfig::tiny()),
+        ("models/tessera-micro", ModelConfig::micro()),
+    ];
+    for (dir, preset) in presets {
+        let text =
+            std::fs::read_to_string(crate::common::root().join(dir).join("config.json")).unwrap();
+        let shipped: ModelConfig = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (shipped.image_size, &shipped.transformer, &shipped.vq),
+            (preset.image_size, &preset.transformer, &preset.vq),
+            "{dir}"
+        );
+    }
 }
 
 #[test]
@@ -197,7 +234,7 @@ fn generation_streams_one_band_per_token_row_and_is_seeded() {
     assert_eq!(a.len(), cfg.image_tokens());
     assert_eq!(run(1).0, a, "same seed, same tokens");
     assert_ne!(run(2).0, a, "another seed, other tokens");
-    let decoded = pollster::block_on(tessera::generator::decode_tokens(&model, &a)).unwrap();
+    let decoded = pollster::block_on(tessera::generation::decode_tokens(&model, &a)).unwrap();
     assert_eq!(decoded, img, "streamed bands assemble into the full decode");
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::common::{cases, ints, max_abs_diff, root};
 use burn::tensor::Device;
-use tessera::text::{Prompt, Segment};
+use tessera::generation::{Prompt, Segment};
 use tessera::{Generation, Model, Settings};
 
 /// (model folder, fixture) pairs.
@@ -22,7 +22,27 @@ const MODELS: [(&str, &str); 2] = [
         "tests/fixtures/parity-tiny/cases.safetensors",
     ),
 ];
-const PROMPT: &str = "a big red circle in the center on a white background";
+
+/// What the reference was run on (`cases.json` beside the fixture's tensors): the prompt, the edit
+/// instruction, and the guidance scale of both runs.
+struct Inputs {
+    prompt: String,
+    edit: String,
+    guidance: f32,
+}
+
+fn inputs(fixture: &str) -> Inputs {
+    let path = root().join(fixture).with_file_name("cases.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let field = |name: &str| json[name].clone();
+    Inputs {
+        prompt: field("prompt").as_str().expect("cases.json: prompt").into(),
+        edit: field("edit").as_str().expect("cases.json: edit").into(),
+        // Written as `cfg` by the reference script.
+        guidance: field("cfg").as_f64().expect("cases.json: cfg") as f32,
+    }
+}
 /// Logits are O(10); float32 sums over 384-wide rows in another order differ by about 1e-5 per layer.
 const LOGIT_TOL: f64 = 2e-3;
 const PIXEL_TOL: f64 = 1e-3;
@@ -43,21 +63,21 @@ fn flat(segments: &[Segment]) -> Vec<u32> {
 #[test]
 fn prompt_ids_match_the_reference_format() {
     let c = cases(MODELS[0].1);
-    let p = Prompt::new(PROMPT, None, Default::default());
+    let p = Prompt::new(&inputs(MODELS[0].1).prompt, None, Default::default());
     assert_eq!(flat(&p.cond), ints(&c["prompt_ids"].1));
     assert_eq!(flat(&p.uncond), ints(&c["uncond_ids"].1));
 }
 
 #[test]
-fn greedy_cfg_run_matches_the_reference_step_by_step() {
+fn greedy_guided_run_matches_the_reference_step_by_step() {
     for (dir, fixture) in MODELS {
-        let c = cases(fixture);
+        let (c, given) = (cases(fixture), inputs(fixture));
         let model = model(dir);
         let settings = Settings {
-            cfg: 3.0,
+            guidance: given.guidance,
             ..Settings::greedy()
         };
-        let mut g = Generation::new(model.clone(), PROMPT, None, settings).unwrap();
+        let mut g = Generation::new(model.clone(), &given.prompt, None, settings).unwrap();
         let k = model.config.transformer.codebook_size;
         let (_, ref_logits) = &c["greedy_logits"];
         let mut worst = 0.0f64;
@@ -124,15 +144,15 @@ fn vq_encode_and_decode_match_the_reference() {
 #[test]
 fn edit_run_matches_the_reference_step_by_step() {
     for (dir, fixture) in MODELS {
-        let c = cases(fixture);
+        let (c, given) = (cases(fixture), inputs(fixture));
         let model = model(dir);
         let context = ints(&c["encode_indices"].1);
         let mut g = Generation::new(
             model.clone(),
-            "make the circle blue",
+            &given.edit,
             Some(&context),
             Settings {
-                cfg: 3.0,
+                guidance: given.guidance,
                 keep: 0.0, // the reference samples the guided logits as they are
                 ..Settings::greedy()
             },

@@ -9,7 +9,8 @@
 //! - `build-web`: compile the engine to wasm32 and generate `pkg/` with wasm-bindgen (the CLI pinned to the
 //!   `Cargo.lock` version, installed when missing; `wasm-opt` when on the PATH). The repository root is then a
 //!   static site.
-//! - `serve [--port P]`: `build-web`, then serve the repository root on 127.0.0.1 and print the URL.
+//! - `serve [--port P]`: `build-web`, then serve the repository root on 127.0.0.1 and print the URL
+//!   (`xtask/static-server.mjs`, the server the browser tests use).
 
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
@@ -126,7 +127,7 @@ fn test() -> Result<(), String> {
     std::fs::set_permissions(&xdg, std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .map_err(|e| e.to_string())?;
     let xdg = xdg.to_str().ok_or("a UTF-8 target path")?;
-    let native = ["test", "--workspace", "--features", "tessera/gpu"];
+    let native = ["test", "--workspace", "--features", "tessera-cli/gpu"];
     let mut used = cargo_build(&[&native[..], &["--no-run"]].concat(), &CLIPPY)?;
     run_with(
         "cargo",
@@ -385,7 +386,6 @@ fn build_web(env: &[(&str, &str)]) -> Result<(), String> {
             "web",
             "--target",
             "wasm32-unknown-unknown",
-            "--no-default-features",
             "--crate-type",
             "cdylib",
         ],
@@ -438,12 +438,12 @@ fn build_web(env: &[(&str, &str)]) -> Result<(), String> {
 fn write_build_stamp(pkg: &Path) -> Result<(), String> {
     use std::hash::{DefaultHasher, Hasher};
     let manifest =
-        std::fs::read_to_string(root().join("crate/Cargo.toml")).map_err(|e| e.to_string())?;
+        std::fs::read_to_string(root().join("engine/Cargo.toml")).map_err(|e| e.to_string())?;
     let version = manifest
         .lines()
         .find_map(|l| l.strip_prefix("version = \""))
         .and_then(|v| v.strip_suffix('"'))
-        .ok_or("crate/Cargo.toml has no version")?;
+        .ok_or("engine/Cargo.toml has no version")?;
     let mut files = vec![
         root().join("index.html"),
         root().join("sw.js"),
@@ -482,78 +482,15 @@ fn write_build_stamp(pkg: &Path) -> Result<(), String> {
     std::fs::write(pkg.join("build.js"), stamp).map_err(|e| e.to_string())
 }
 
-fn content_type(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
-        "html" => "text/html; charset=utf-8",
-        "js" | "mjs" => "text/javascript; charset=utf-8",
-        "css" => "text/css; charset=utf-8",
-        "wasm" => "application/wasm",
-        "json" => "application/json",
-        "webmanifest" => "application/manifest+json",
-        "png" => "image/png",
-        "svg" => "image/svg+xml",
-        _ => "application/octet-stream",
-    }
-}
-
-/// A static file server for the repository root: GET and HEAD, no directory listings, nothing outside the root.
+/// `xtask/static-server.mjs` (the one static server, which the browser tests use too) on 127.0.0.1:`port`.
 fn serve(port: u16) -> Result<(), String> {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind(("127.0.0.1", port))
-        .map_err(|e| format!("port {port}: {e}"))?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    println!("Tessera is at http://127.0.0.1:{port}/  (Ctrl-C to stop)");
-    let site = root().canonicalize().map_err(|e| e.to_string())?;
-    for stream in listener.incoming() {
-        let Ok(mut stream) = stream else { continue };
-        let site = site.clone();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let mut reader = BufReader::new(&stream);
-            if reader.read_line(&mut line).is_err() {
-                return;
-            }
-            // Drain the headers.
-            let mut header = String::new();
-            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
-                header.clear();
-            }
-            let mut parts = line.split_whitespace();
-            let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
-            let path = target.split(['?', '#']).next().unwrap_or("/");
-            let relative = if path.ends_with('/') {
-                format!("{path}index.html")
-            } else {
-                path.to_string()
-            };
-            let file = site
-                .join(relative.trim_start_matches('/'))
-                .canonicalize()
-                .ok()
-                .filter(|f| f.starts_with(&site) && f.is_file());
-            let response = match (method, file) {
-                ("GET" | "HEAD", Some(file)) => match std::fs::read(&file) {
-                    Ok(body) => {
-                        let head = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
-                            content_type(&file),
-                            body.len()
-                        );
-                        let mut out = head.into_bytes();
-                        if method == "GET" {
-                            out.extend(body);
-                        }
-                        out
-                    }
-                    Err(_) => b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
-                },
-                ("GET" | "HEAD", None) => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
-                _ => b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
-            };
-            let _ = stream.write_all(&response);
-        });
+    if !succeeds("node", &["--version"]) {
+        ensure_debian_packages(&["nodejs"])?;
     }
-    Ok(())
+    run(
+        "node",
+        &["xtask/static-server.mjs", "--port", &port.to_string()],
+    )
 }
 
 fn main() -> ExitCode {

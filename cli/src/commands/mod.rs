@@ -1,0 +1,10 @@
+//! One module per subcommand: its arguments and what it does.
+
+pub mod bench;
+pub mod data;
+pub mod eval;
+pub mod generate;
+pub mod init;
+pub mod inspect;
+pub mod policy;
+pub mod verify;

@@ -1,0 +1,209 @@
+//! Model configuration: documented data with named presets. `config.json` in a model folder is this type
+//! serialised; the trainer (`trainer/tessera_ref.py`) writes the same fields. The named presets are data in
+//! `engine/presets/`, read here and by the trainer.
+
+use serde::{Deserialize, Serialize};
+
+use crate::generation::prompt::EditLayout;
+
+/// The autoregressive transformer (DESIGN §2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TransformerConfig {
+    /// Width of the residual stream.
+    pub dim: usize,
+    /// Number of decoder blocks.
+    pub n_layers: usize,
+    /// Attention heads; `dim / n_heads` is the head size and must be even (rotary pairs).
+    pub n_heads: usize,
+    /// Hidden width of the SwiGLU MLP.
+    pub mlp_hidden: usize,
+    /// Text vocabulary: 256 bytes + special tokens (see `generation::prompt`).
+    pub text_vocab: usize,
+    /// Image vocabulary: the VQ codebook size.
+    pub codebook_size: usize,
+    /// Width of the image-token embedding before the aligner MLP lifts it to `dim`.
+    pub img_embed_dim: usize,
+    /// Longest sequence (prompt + image tokens) the KV cache holds.
+    pub max_seq: usize,
+    /// Rotary embedding base.
+    pub rope_theta: f64,
+    /// RMSNorm epsilon.
+    pub norm_eps: f64,
+}
+
+/// The VQ image tokenizer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VqConfig {
+    /// Number of codes.
+    pub codebook_size: usize,
+    /// Dimension of a code (codes and encoder outputs are L2-normalised before lookup).
+    pub code_dim: usize,
+    /// Encoder channels per resolution, finest first; each level after the first halves the resolution.
+    pub enc_channels: Vec<usize>,
+    /// Decoder channels per resolution, finest first.
+    pub dec_channels: Vec<usize>,
+    /// Residual blocks per level, encoder and decoder.
+    pub res_blocks: usize,
+    /// Per-pixel LayerNorm epsilon.
+    pub norm_eps: f64,
+}
+
+impl VqConfig {
+    /// Pixels per token side: 2^(levels − 1).
+    pub fn downsample(&self) -> usize {
+        1 << (self.dec_channels.len() - 1)
+    }
+}
+
+/// Everything needed to rebuild a model from its weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Names the model in provenance metadata.
+    pub model_id: String,
+    /// Square RGB images of this side.
+    pub image_size: usize,
+    pub transformer: TransformerConfig,
+    pub vq: VqConfig,
+    /// False for weights that were initialised but never trained (the tools say so loudly).
+    #[serde(default = "yes")]
+    pub trained: bool,
+    /// The edit prompt layout the model was trained on; configs without it are image-first.
+    #[serde(default)]
+    pub edit_layout: EditLayout,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A preset from `engine/presets/`, the one source of the architectures: the trainer reads the same files.
+fn preset(json: &str) -> ModelConfig {
+    serde_json::from_str(json).expect("the presets in engine/presets/ are valid model configs")
+}
+
+impl ModelConfig {
+    /// The shipped default model's architecture: 128² images, a 16×16 grid of tokens from a 1024-code VQ,
+    /// and an 11.5 M-parameter transformer.
+    pub fn default_model() -> Self {
+        preset(include_str!("../presets/default.json"))
+    }
+
+    /// A tiny model for tests and the browser's end-to-end checks: the default model's structure and image
+    /// size with every width cut down (0.2 M + 0.1 M parameters). `trainer/train.py --preset tiny` trains it.
+    pub fn tiny() -> Self {
+        preset(include_str!("../presets/tiny.json"))
+    }
+
+    /// A model the size of Janus-Pro-1B's language model (24 layers, d = 2048, 16 heads, an MLP of 5632, a
+    /// 16 384-code image vocabulary) writing a 24×24 token grid, for speed measurements only: it has never
+    /// been trained, and its VQ is the default model's. 1.3 G parameters.
+    pub fn janus_pro_1b_sized() -> Self {
+        preset(include_str!("../presets/janus-pro-1b-sized.json"))
+    }
+
+    /// The smallest model the app runs: 32² images (a 4×4 grid, 16 tokens) and one narrow layer. Browser tests
+    /// use it untrained on a software GPU (SwiftShader), where every kernel launch costs milliseconds and a
+    /// 256-token image would take minutes; it exercises every path of the app, not image quality.
+    pub fn micro() -> Self {
+        preset(include_str!("../presets/micro.json"))
+    }
+
+    /// Tokens per image side.
+    pub fn grid(&self) -> usize {
+        self.image_size / self.vq.downsample()
+    }
+
+    /// Tokens per image.
+    pub fn image_tokens(&self) -> usize {
+        self.grid() * self.grid()
+    }
+
+    /// Checks the relations between fields that the code relies on.
+    pub fn validate(&self) -> Result<(), String> {
+        let t = &self.transformer;
+        let v = &self.vq;
+        let mut problems = Vec::new();
+        if t.n_heads == 0
+            || !t.dim.is_multiple_of(t.n_heads)
+            || !(t.dim / t.n_heads).is_multiple_of(2)
+        {
+            problems.push(format!(
+                "dim {} must split into {} heads of even size",
+                t.dim, t.n_heads
+            ));
+        }
+        if t.codebook_size != v.codebook_size {
+            problems.push(format!(
+                "transformer.codebook_size {} differs from vq.codebook_size {}",
+                t.codebook_size, v.codebook_size
+            ));
+        }
+        if t.text_vocab < crate::generation::prompt::TEXT_VOCAB {
+            problems.push(format!(
+                "text_vocab {} is below the tokenizer's {}",
+                t.text_vocab,
+                crate::generation::prompt::TEXT_VOCAB
+            ));
+        }
+        if v.enc_channels.len() != v.dec_channels.len() || v.dec_channels.is_empty() {
+            problems.push(
+                "vq.enc_channels and vq.dec_channels must name the same, non-zero number of levels"
+                    .into(),
+            );
+        }
+        if !v.dec_channels.is_empty() && !self.image_size.is_multiple_of(v.downsample()) {
+            problems.push(format!(
+                "image_size {} is not a multiple of the VQ downsample {}",
+                self.image_size,
+                v.downsample()
+            ));
+        }
+        if !v.dec_channels.is_empty() && t.max_seq < 2 * self.image_tokens() + 16 {
+            problems.push(format!(
+                "max_seq {} cannot hold an edit (two images of {} tokens)",
+                t.max_seq,
+                self.image_tokens()
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_valid_and_round_trip_through_json() {
+        let presets = [
+            ModelConfig::default_model(),
+            ModelConfig::tiny(),
+            ModelConfig::micro(),
+            ModelConfig::janus_pro_1b_sized(),
+        ];
+        for config in presets {
+            config.validate().unwrap();
+            let back: ModelConfig =
+                serde_json::from_str(&serde_json::to_string(&config).unwrap()).unwrap();
+            assert_eq!(back, config);
+        }
+        assert_eq!(ModelConfig::default_model().image_tokens(), 256);
+        assert_eq!(ModelConfig::tiny().image_tokens(), 256);
+    }
+
+    #[test]
+    fn validate_names_each_inconsistency() {
+        let mut config = ModelConfig::tiny();
+        config.transformer.n_heads = 3;
+        config.vq.codebook_size = 65;
+        let err = config.validate().unwrap_err();
+        assert!(
+            err.contains("heads") && err.contains("codebook_size"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,336 @@
+//! The CPU's decode-step product: `[rows ≤ 4, in] · [in, out]` from a packed host copy of the weight, in f16
+//! where the checkpoint is, every output row at once, split over two cores natively.
+//!
+//! A decode step multiplies a few rows (1 or 2: guidance runs a batch of two) by each weight: a
+//! matrix-vector product whose cost is streaming the weight from memory. burn's CPU matmul runs that shape
+//! through gemm's small-M kernel on one thread (it is below burn's parallel threshold); [`HostLinear::apply`]
+//! streams a packed copy once for every output row, and natively hands half the panels to
+//! [`super::hot_join`]'s helper thread.
+
+use super::DECODE_ROWS;
+
+/// A linear layer's weight and bias as the host keeps them for decode steps.
+#[derive(Debug)]
+pub(crate) struct HostLinear {
+    weight: HostWeight,
+    /// `[out]`
+    bias: Option<Vec<f32>>,
+    d_in: usize,
+    pub(crate) d_out: usize,
+}
+
+/// Output columns per panel of a [`HostWeight`]: a decode step's accumulators for one panel (rows ×
+/// `PANEL` f32) stay in registers for the whole input loop — 2 rows × 4 AVX2 vectors natively; 2 × 4
+/// SIMD128 vectors in wasm, whose engines have 16 vector registers to give them.
+const PANEL: usize = if cfg!(target_arch = "wasm32") { 16 } else { 32 };
+
+/// A [`HostLinear`] weight, packed in panels of [`PANEL`] output columns: `[⌈out / PANEL⌉, in, PANEL]`,
+/// the last panel padded with zeros, so a panel streams from memory in one contiguous run.
+///
+/// Checkpoints stored in f16 keep their f16 values: half the bytes to stream per decode step (the
+/// default model's 45 MB of f32 is more than this class of machine's L3; 22 MB is not), and widening an f16
+/// to f32 is exact, so the products are bit-for-bit those of the f32 copy.
+#[derive(Debug)]
+enum HostWeight {
+    F32(Vec<f32>),
+    /// IEEE binary16 bit patterns, all finite.
+    F16(Vec<u16>),
+}
+
+impl HostLinear {
+    /// `weight` `[in, out]` row-major, packed; kept as f16 when every value is one exactly.
+    pub(crate) fn new(weight: Vec<f32>, bias: Option<Vec<f32>>, d_in: usize, d_out: usize) -> Self {
+        assert_eq!(weight.len(), d_in * d_out, "HostLinear weight is [in, out]");
+        let panels = d_out.div_ceil(PANEL);
+        let mut packed = vec![0.0f32; panels * d_in * PANEL];
+        for (i, row) in weight.chunks_exact(d_out).enumerate() {
+            for (p, columns) in row.chunks(PANEL).enumerate() {
+                let start = (p * d_in + i) * PANEL;
+                packed[start..start + columns.len()].copy_from_slice(columns);
+            }
+        }
+        let as_f16: Option<Vec<u16>> = packed
+            .iter()
+            .map(|&v| {
+                let h = half::f16::from_f32(v);
+                (h.is_finite() && h.to_f32() == v).then_some(h.to_bits())
+            })
+            .collect();
+        let weight = match as_f16 {
+            Some(bits) => HostWeight::F16(bits),
+            None => HostWeight::F32(packed),
+        };
+        HostLinear {
+            weight,
+            bias,
+            d_in,
+            d_out,
+        }
+    }
+
+    /// Whether the weight is kept as f16 (every value of the checkpoint's weight is one exactly).
+    #[cfg(test)]
+    pub(crate) fn is_f16(&self) -> bool {
+        matches!(self.weight, HostWeight::F16(_))
+    }
+
+    /// `x` `[rows ≤ DECODE_ROWS, in]` → `[rows, out]`, reading the weight once.
+    pub(crate) fn apply(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        assert!((1..=DECODE_ROWS).contains(&rows) && x.len() == rows * self.d_in);
+        let mut out = match &self.bias {
+            Some(bias) => bias.repeat(rows),
+            None => vec![0.0; rows * self.d_out],
+        };
+        match rows {
+            1 => self.accumulate::<1>(x, &mut out),
+            2 => self.accumulate::<2>(x, &mut out),
+            3 => self.accumulate::<3>(x, &mut out),
+            _ => self.accumulate::<4>(x, &mut out),
+        }
+        out
+    }
+
+    /// `out` `[R, out]` += `x` `[R, in]` · weight. Natively, a product big enough to pay for the hand-over
+    /// is split by panels between this thread and [`super::hot_join`]'s helper: each streams half the
+    /// weight, which is what bounds a decode step (one core alone does not reach the memory bandwidth).
+    fn accumulate<const R: usize>(&self, x: &[f32], out: &mut [f32]) {
+        let k = self.d_in;
+        let x: [&[f32]; R] = std::array::from_fn(|r| &x[r * k..][..k]);
+        let mut rows = out.chunks_exact_mut(self.d_out);
+        let out: [&mut [f32]; R] = std::array::from_fn(|_| rows.next().expect("R output rows"));
+        let weight = self.weight.panels();
+        #[cfg(not(target_arch = "wasm32"))]
+        if k * self.d_out >= SPLIT_WEIGHTS {
+            let columns = self.d_out.div_ceil(PANEL) / 2 * PANEL;
+            let (weight_left, weight_right) = weight.split_at(columns * k);
+            let mut left = out;
+            let right: [&mut [f32]; R] = std::array::from_fn(|r| {
+                let (row_left, row_right) = std::mem::take(&mut left[r]).split_at_mut(columns);
+                left[r] = row_left;
+                row_right
+            });
+            super::hot_join::join(
+                || accumulate_panels(weight_left, x, left, k),
+                || accumulate_panels(weight_right, x, right, k),
+            );
+            return;
+        }
+        accumulate_panels(weight, x, out, k);
+    }
+}
+
+/// Weights (`in × out`) from which a native host product is split over two threads: below it, handing
+/// half over costs more than it saves.
+#[cfg(not(target_arch = "wasm32"))]
+const SPLIT_WEIGHTS: usize = 1 << 15;
+
+impl HostWeight {
+    fn panels(&self) -> Panels<'_> {
+        match self {
+            HostWeight::F32(w) => Panels::F32(w),
+            HostWeight::F16(w) => Panels::F16(w),
+        }
+    }
+}
+
+/// A run of whole panels of a [`HostWeight`].
+#[derive(Clone, Copy)]
+enum Panels<'a> {
+    F32(&'a [f32]),
+    F16(&'a [u16]),
+}
+
+impl<'a> Panels<'a> {
+    /// The first `len` values (whole panels) and the rest.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn split_at(self, len: usize) -> (Self, Self) {
+        match self {
+            Panels::F32(w) => (Panels::F32(&w[..len]), Panels::F32(&w[len..])),
+            Panels::F16(w) => (Panels::F16(&w[..len]), Panels::F16(&w[len..])),
+        }
+    }
+}
+
+/// `out[r]` (the columns `panels` cover) += `x[r]` `[in]` · `panels`, compiled once per instruction set and
+/// picked at run time (AVX2 where the CPU has it) by `pulp`, so the plain loops of [`panel_products`] are
+/// vectorised with the widest instructions the CPU has.
+fn accumulate_panels<const R: usize>(
+    panels: Panels,
+    x: [&[f32]; R],
+    out: [&mut [f32]; R],
+    k: usize,
+) {
+    struct Kernel<'a, const R: usize> {
+        panels: Panels<'a>,
+        x: [&'a [f32]; R],
+        out: [&'a mut [f32]; R],
+        k: usize,
+    }
+    impl<const R: usize> pulp::WithSimd for Kernel<'_, R> {
+        type Output = ();
+
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _: S) {
+            match self.panels {
+                Panels::F32(w) => panel_products::<_, Portable, R>(w, self.x, self.out, self.k),
+                Panels::F16(w) => panel_products::<_, Portable, R>(w, self.x, self.out, self.k),
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let Panels::F16(w) = panels
+        && has_f16c_kernel_features()
+    {
+        // SAFETY: the CPU has the features the function is compiled for (checked just above).
+        unsafe { f16c_panel_products(w, x, out, k) };
+        return;
+    }
+    pulp::Arch::new().dispatch(Kernel { panels, x, out, k });
+}
+
+/// How a panel row of stored weights (`PANEL` values) becomes f32, exactly.
+trait WidenRow<E> {
+    fn widen_row(row: &[E], wide: &mut [f32; PANEL]);
+}
+
+/// Plain Rust that every target vectorises.
+struct Portable;
+
+impl WidenRow<f32> for Portable {
+    #[inline(always)]
+    fn widen_row(row: &[f32], wide: &mut [f32; PANEL]) {
+        wide.copy_from_slice(row);
+    }
+}
+
+impl WidenRow<u16> for Portable {
+    #[inline(always)]
+    fn widen_row(row: &[u16], wide: &mut [f32; PANEL]) {
+        for (f, &h) in wide.iter_mut().zip(row) {
+            *f = widen_f16(h);
+        }
+    }
+}
+
+/// x86's F16C conversion instruction: one per 8 values, where [`widen_f16`] takes five operations (a
+/// decode step's f16 products ran conversion-bound without it).
+#[cfg(target_arch = "x86_64")]
+struct F16c;
+
+#[cfg(target_arch = "x86_64")]
+impl WidenRow<u16> for F16c {
+    #[inline(always)]
+    fn widen_row(row: &[u16], wide: &mut [f32; PANEL]) {
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm256_cvtph_ps, _mm256_storeu_ps};
+        assert_eq!(row.len(), PANEL);
+        for (eight, out) in row.chunks_exact(8).zip(wide.chunks_exact_mut(8)) {
+            // SAFETY: only used where `has_f16c_kernel_features` holds (F16C, AVX); each load and store
+            // covers 8 values of slices that hold 8.
+            unsafe {
+                let halves = _mm_loadu_si128(eight.as_ptr().cast::<__m128i>());
+                _mm256_storeu_ps(out.as_mut_ptr(), _mm256_cvtph_ps(halves));
+            }
+        }
+    }
+}
+
+/// Whether this CPU has what [`f16c_panel_products`] is compiled for (std caches the detection).
+#[cfg(target_arch = "x86_64")]
+fn has_f16c_kernel_features() -> bool {
+    use std::arch::is_x86_feature_detected as has;
+    has!("avx") && has!("avx2") && has!("fma") && has!("f16c")
+}
+
+/// [`panel_products`] for f16 panels with [`F16c`], compiled for AVX2 + FMA + F16C.
+///
+/// # Safety
+/// The CPU must have those features ([`has_f16c_kernel_features`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,avx2,fma,f16c")]
+unsafe fn f16c_panel_products<const R: usize>(
+    panels: &[u16],
+    x: [&[f32]; R],
+    out: [&mut [f32]; R],
+    k: usize,
+) {
+    panel_products::<u16, F16c, R>(panels, x, out, k);
+}
+
+/// `out[r]` += `x[r]` `[k]` · `panels` (whole panels of a [`HostWeight`], covering `out[r].len()`
+/// columns). Per panel, R × [`PANEL`] accumulators start from `out` and take every input feature in order
+/// (so the sums are the same, bit for bit, as a plain row-by-row loop, however the panels are split);
+/// multiply and add stay separate operations, as wasm has no fused multiply-add, so every target computes
+/// the same floats.
+#[inline(always)]
+fn panel_products<E, W: WidenRow<E>, const R: usize>(
+    panels: &[E],
+    x: [&[f32]; R],
+    mut out: [&mut [f32]; R],
+    k: usize,
+) {
+    let n = out[0].len();
+    for (p, panel) in panels.chunks_exact(k * PANEL).enumerate() {
+        let (start, width) = (p * PANEL, PANEL.min(n - p * PANEL));
+        let mut acc = [[0.0f32; PANEL]; R];
+        for (acc, out) in acc.iter_mut().zip(&out) {
+            acc[..width].copy_from_slice(&out[start..][..width]);
+        }
+        for (i, w) in panel.chunks_exact(PANEL).enumerate() {
+            let mut wide = [0.0f32; PANEL];
+            W::widen_row(w, &mut wide);
+            for (acc, x) in acc.iter_mut().zip(x) {
+                let xi = x[i];
+                for (a, w) in acc.iter_mut().zip(wide) {
+                    *a += xi * w;
+                }
+            }
+        }
+        for (acc, out) in acc.iter().zip(&mut out) {
+            out[start..][..width].copy_from_slice(&acc[..width]);
+        }
+    }
+}
+
+/// A finite f16 (bit pattern `h`) as the f32 of the same value, in plain integer and float operations so
+/// the loop around it vectorises on every target (wasm SIMD has no f16 conversion): `h` in the top half of
+/// a word, shifted right arithmetically by 3, puts the exponent and mantissa in f32's places and copies the
+/// sign into three bits the mask clears; read as an f32 that is the value × 2⁻¹¹², and one exact multiply
+/// rebiases it, subnormals included. Infinities and NaNs are not handled ([`HostLinear::new`] keeps none).
+#[inline(always)]
+fn widen_f16(h: u16) -> f32 {
+    let bits = (((u32::from(h) << 16) as i32 >> 3) as u32) & 0x8fff_e000;
+    f32::from_bits(bits) * f32::from_bits(0x7780_0000) // 2¹¹²
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every finite f16, widened a panel row at a time by each [`WidenRow`] for f16 (the portable one and,
+    /// where the CPU has it, F16C), is the f32 `half` gives: subnormals and ±0 included.
+    #[test]
+    fn widening_f16_is_exact() {
+        let finite: Vec<u16> = (0..=u16::MAX)
+            .filter(|&bits| half::f16::from_bits(bits).is_finite())
+            .collect();
+        let check = |name: &str, widen_row: fn(&[u16], &mut [f32; PANEL])| {
+            for row in finite.chunks_exact(PANEL) {
+                let mut wide = [0.0f32; PANEL];
+                widen_row(row, &mut wide);
+                for (&bits, got) in row.iter().zip(wide) {
+                    let want = half::f16::from_bits(bits).to_f32();
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{name}: f16 bits {bits:#06x}"
+                    );
+                }
+            }
+        };
+        check("portable", <Portable as WidenRow<u16>>::widen_row);
+        #[cfg(target_arch = "x86_64")]
+        if has_f16c_kernel_features() {
+            check("F16C", <F16c as WidenRow<u16>>::widen_row);
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! The faster equivalents of the model's maths that a decode step runs, and the one place that picks them.
+//!
+//! Prefill (many positions) always runs burn's ops: the maths as `model::transformer` writes it. A decode
+//! step feeds one position per row (two rows with guidance), and there burn's ops leave most of the machine
+//! idle: on the CPU backend its matmul takes gemm's small-M kernel on one thread, and its attention copies
+//! the cache out every step; on a GPU its matmul tiles the product like a large one and its norms and
+//! rotations take six kernel launches each. So, decided by [`path`]:
+//! - on the CPU: [`host_products`] (packed f16 weights, both cores) and [`host_attention`] over the host KV
+//!   cache, with [`hot_join`]'s helper thread natively;
+//! - on a GPU: our CubeCL kernels in [`gpu`] (compiled to WGSL for WebGPU, SPIR-V for Vulkan).
+//!
+//! Each entry point returns `Break(result)` when it took the step, or `Continue(input)`, untouched, for burn's
+//! ops to go on with.
+
+use std::ops::ControlFlow::{self, Break, Continue};
+use std::sync::Arc;
+
+use burn::module::{Module, Param};
+use burn::nn::{Linear, RmsNorm};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::model::kv_cache::{Buffers, LayerCache, host_values};
+use crate::weights::WeightStore;
+use host_products::HostLinear;
+
+#[cfg(gpu_kernels)]
+pub mod gpu;
+mod host_attention;
+mod host_products;
+#[cfg(not(target_arch = "wasm32"))]
+mod hot_join;
+
+/// Rows up to which a product takes a decode-step kernel (a step has 1 or 2: guidance runs a batch of two).
+pub(crate) const DECODE_ROWS: usize = 4;
+
+/// Where a product of some rows runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Path {
+    /// burn's ops: prefill everywhere, and anything without a faster kernel.
+    Burn,
+    /// The host kernels, over the host copies of the weights and the cache (burn's CPU backend).
+    Host,
+    /// The GPU kernels (WebGPU, or natively a build with `--features gpu`).
+    Gpu,
+}
+
+/// Whether tensors on `device` live on burn's CPU backend, where weights and the KV cache have host copies.
+pub(crate) fn on_host(device: &Device) -> bool {
+    *device == Device::flex()
+}
+
+/// Which kernels take `rows` rows on `device`.
+pub(crate) fn path(device: &Device, rows: usize) -> Path {
+    if rows > DECODE_ROWS {
+        Path::Burn
+    } else if on_host(device) {
+        Path::Host
+    } else if cfg!(gpu_kernels) {
+        Path::Gpu
+    } else {
+        Path::Burn
+    }
+}
+
+/// A linear layer that knows its decode-step kernels; on the CPU backend it also keeps a host copy of its
+/// weight ([`HostLinear`]: packed, f16 where the checkpoint is).
+#[derive(Module, Debug)]
+pub struct Dense {
+    pub(crate) linear: Linear,
+    #[module(skip)]
+    host: Option<Arc<HostLinear>>,
+}
+
+impl Dense {
+    /// The layer `name` (`{name}.weight` `[out, in]` in torch layout, `{name}.bias` `[out]` when `bias`), with
+    /// the host copy when the weights live on the CPU backend. The weight is transposed on the host to burn's
+    /// `[in, out]`: a transposed *view* would make every matmul take gemm's slow strided path.
+    pub(crate) fn load(
+        w: &mut WeightStore,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Self {
+        let weight = w.tensor_transposed(&format!("{name}.weight"), [d_out, d_in]);
+        let bias = bias.then(|| Param::from_tensor(w.tensor(&format!("{name}.bias"), [d_out])));
+        let linear = Linear {
+            weight: Param::from_tensor(weight),
+            bias,
+        };
+        let host = on_host(w.device()).then(|| {
+            Arc::new(HostLinear::new(
+                host_values(linear.weight.val().reshape([d_in * d_out])),
+                linear.bias.as_ref().map(|b| host_values(b.val())),
+                d_in,
+                d_out,
+            ))
+        });
+        Dense { linear, host }
+    }
+
+    /// # Shapes
+    /// `x` `[..., in]` → `[..., out]`.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let mut dims = x.dims();
+        let rows: usize = dims[..D - 1].iter().product();
+        match (path(&x.device(), rows), &self.host) {
+            (Path::Host, Some(host)) => {
+                let device = x.device();
+                let out = host.apply(&host_values(x), rows);
+                dims[D - 1] = host.d_out;
+                Tensor::from_data(TensorData::new(out, dims), &device)
+            }
+            #[cfg(gpu_kernels)]
+            (Path::Gpu, _) => as_rows(x, |x| {
+                let bias = self.linear.bias.as_ref().map(|b| b.val());
+                gpu::few_rows_matmul(x, self.linear.weight.val(), bias)
+            }),
+            _ => self.linear.forward(x),
+        }
+    }
+}
+
+/// `norm` over a decode step's rows `[..., D]` on a GPU, in one kernel.
+pub(crate) fn rms_norm_step<const D: usize>(
+    norm: &RmsNorm,
+    x: Tensor<D>,
+) -> ControlFlow<Tensor<D>, Tensor<D>> {
+    #[cfg(gpu_kernels)]
+    if is_gpu_step(&x) {
+        return Break(as_rows(x, |x| {
+            gpu::rms_norm(x, norm.gamma.val(), norm.epsilon)
+        }));
+    }
+    let _ = norm;
+    Continue(x)
+}
+
+/// `silu(h · W_gate) ⊙ (h · W_up)` over a decode step's rows, `[B, T, D]` → `[B, T, hidden]`, on a GPU in
+/// one kernel.
+pub(crate) fn swiglu_step(
+    h: Tensor<3>,
+    gate: &Dense,
+    up: &Dense,
+) -> ControlFlow<Tensor<3>, Tensor<3>> {
+    #[cfg(gpu_kernels)]
+    if is_gpu_step(&h) {
+        let (gate, up) = (gate.linear.weight.val(), up.linear.weight.val());
+        return Break(as_rows(h, |h| gpu::few_rows_swiglu(h, gate, up)));
+    }
+    let _ = (gate, up);
+    Continue(h)
+}
+
+/// The rotary embedding of one position, `x` `[B, H, 1, hd]` by `cos`, `sin` `[1, hd]`, on a GPU in one
+/// kernel.
+pub(crate) fn rotary_step(
+    x: Tensor<4>,
+    cos: &Tensor<2>,
+    sin: &Tensor<2>,
+) -> ControlFlow<Tensor<4>, Tensor<4>> {
+    #[cfg(gpu_kernels)]
+    if x.dims()[2] == 1 && path(&x.device(), 1) == Path::Gpu {
+        return Break(gpu::rotary_step(x, cos.clone(), sin.clone()));
+    }
+    let _ = (cos, sin);
+    Continue(x)
+}
+
+/// One decode step's attention: `q` `[B, H, 1, hd]` over the first `len` positions `layer` holds →
+/// `[B, 1, H·hd]` (heads side by side, the layout the output projection reads). On the CPU it reads the
+/// host cache in place; on a GPU it is two kernels where burn's ops take nine.
+pub(crate) fn attention_step(
+    q: Tensor<4>,
+    layer: &LayerCache,
+    len: usize,
+) -> ControlFlow<Tensor<3>, Tensor<4>> {
+    let [b, h, t, hd] = q.dims();
+    if t != 1 {
+        return Continue(q);
+    }
+    match &layer.buffers {
+        Buffers::Host { keys, values } => {
+            let capacity = layer.shape[2];
+            let out = host_attention::host_decode_attention(
+                &host_values(q),
+                keys,
+                values,
+                capacity,
+                len,
+                hd,
+            );
+            Break(Tensor::from_data(
+                TensorData::new(out, [b, 1, h * hd]),
+                &Device::flex(),
+            ))
+        }
+        #[cfg(gpu_kernels)]
+        Buffers::Device { keys, values } => {
+            let present = |buffer: &Option<Tensor<4>>| {
+                buffer.clone().expect("cache buffers are always present")
+            };
+            let out = gpu::decode_attention(q, present(keys), present(values), len); // [B, H·hd]
+            Break(out.reshape([b, 1, h * hd]))
+        }
+        #[cfg(not(gpu_kernels))]
+        Buffers::Device { .. } => Continue(q),
+    }
+}
+
+/// Whether `x` `[..., in]` holds a decode step's rows on a GPU.
+#[cfg(gpu_kernels)]
+fn is_gpu_step<const D: usize>(x: &Tensor<D>) -> bool {
+    let rows: usize = x.dims()[..D - 1].iter().product();
+    path(&x.device(), rows) == Path::Gpu
+}
+
+/// `kernel` over `x` `[..., in]` reshaped to `[rows, in]`, its `[rows, out]` reshaped back to `[..., out]`.
+#[cfg(gpu_kernels)]
+fn as_rows<const D: usize>(x: Tensor<D>, kernel: impl FnOnce(Tensor<2>) -> Tensor<2>) -> Tensor<D> {
+    let mut dims = x.dims();
+    let rows: usize = dims[..D - 1].iter().product();
+    let y = kernel(x.reshape([rows, dims[D - 1]]));
+    dims[D - 1] = y.dims()[1];
+    y.reshape(dims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_into_vec_as::<f32>().unwrap()
+    }
+
+    /// [`Dense`]'s decode-step path against burn's matmul on `device`, for 1, 2 and `DECODE_ROWS + 1` rows
+    /// (the last takes burn's path), with and without a bias, at output widths that take vectors of 4, 2
+    /// and 1 on a GPU, for weights that are f32 and weights that are f16 values (kept as f16 on the host).
+    /// The host's sums follow burn's order of inputs only up to rounding, hence the tolerance.
+    fn assert_decode_products_equal_burns_matmul(device: &Device) {
+        let d_in = 48;
+        // 700: enough weights for the host to split the product over two threads (an uneven panel split).
+        let cases = [
+            (80, false),
+            (6, false),
+            (7, false),
+            (80, true),
+            (7, true),
+            (700, true),
+            (700, false),
+        ];
+        for (d_out, f16_weights) in cases {
+            let normal = Distribution::Normal(0.0, 1.0);
+            let mut weight = Tensor::<2>::random([d_in, d_out], normal, device);
+            if f16_weights {
+                let rounded = values(weight)
+                    .into_iter()
+                    .map(|v| half::f16::from_f32(v).to_f32())
+                    .collect::<Vec<_>>();
+                weight = Tensor::from_data(TensorData::new(rounded, [d_in, d_out]), device);
+            }
+            let bias = Tensor::<1>::random([d_out], normal, device);
+            for with_bias in [false, true] {
+                let host = on_host(device).then(|| {
+                    let host = HostLinear::new(
+                        values(weight.clone()),
+                        with_bias.then(|| values(bias.clone())),
+                        d_in,
+                        d_out,
+                    );
+                    assert_eq!(
+                        host.is_f16(),
+                        f16_weights,
+                        "host weight kept as f16 exactly when its values are f16"
+                    );
+                    Arc::new(host)
+                });
+                let dense = Dense {
+                    host,
+                    linear: Linear {
+                        weight: Param::from_tensor(weight.clone()),
+                        bias: with_bias.then(|| Param::from_tensor(bias.clone())),
+                    },
+                };
+                for rows in [1, 2, DECODE_ROWS + 1] {
+                    let x = Tensor::<3>::random([rows, 1, d_in], normal, device);
+                    let ours = values(dense.forward(x.clone()));
+                    let burn = values(dense.linear.forward(x));
+                    assert_eq!(ours.len(), rows * d_out);
+                    let worst = crate::test_util::max_abs_diff(&ours, &burn);
+                    assert!(
+                        worst < 1e-4,
+                        "out {d_out}, f16 {f16_weights}, rows {rows}, bias {with_bias}: {worst}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_host_decode_products_equal_burns_matmul() {
+        assert_decode_products_equal_burns_matmul(&Device::flex());
+    }
+
+    /// The GPU kernel on wgpu (Mesa's lavapipe on machines without a GPU).
+    #[cfg(feature = "gpu")]
+    #[test]
+    fn the_gpu_decode_products_equal_burns_matmul() {
+        assert_decode_products_equal_burns_matmul(&crate::test_util::wgpu_device());
+    }
+
+    #[test]
+    fn prefill_takes_burns_ops_and_decode_steps_the_device_kernels() {
+        let cpu = Device::flex();
+        assert_eq!(path(&cpu, DECODE_ROWS + 1), Path::Burn);
+        assert_eq!(path(&cpu, 1), Path::Host);
+        assert_eq!(path(&cpu, DECODE_ROWS), Path::Host);
+        #[cfg(feature = "gpu")]
+        assert_eq!(path(&crate::test_util::wgpu_device(), 2), Path::Gpu);
+    }
+}

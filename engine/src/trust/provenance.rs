@@ -1,0 +1,290 @@
+//! Provenance for every image the engine writes: an XMP packet in a PNG `iTXt` chunk (keyword
+//! `XML:com.adobe.xmp`, the place exiftool and other readers look) stating the IPTC digital source type
+//! `trainedAlgorithmicMedia`, the model id and weights hash, the seed and sampling settings, a hash of the
+//! prompt (not the prompt itself: the image should not leak what was typed), and when it was made
+//! (`xmp:CreateDate`, set by the front door that knows the clock).
+
+use crate::generation::sampler::Settings;
+use crate::model::sha256_hex;
+
+pub const DIGITAL_SOURCE_TYPE: &str =
+    "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia";
+
+/// What an image claims about where it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Provenance {
+    pub model_id: String,
+    pub model_sha256: String,
+    pub settings: Settings,
+    /// sha256 of the prompt's UTF-8 bytes.
+    pub prompt_sha256: String,
+    /// For edits: sha256 of the edited image's tokens (little-endian u32s).
+    pub source_sha256: Option<String>,
+    /// When the image was made, RFC 3339 in UTC.
+    pub created: Option<String>,
+}
+
+impl Provenance {
+    pub fn new(
+        model_id: &str,
+        model_sha256: &str,
+        settings: &Settings,
+        prompt: &str,
+        source: Option<&[u32]>,
+    ) -> Self {
+        Provenance {
+            model_id: model_id.into(),
+            model_sha256: model_sha256.into(),
+            settings: settings.clone(),
+            prompt_sha256: sha256_hex(prompt.as_bytes()),
+            source_sha256: source
+                .map(|t| sha256_hex(&t.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<_>>())),
+            created: None,
+        }
+    }
+
+    /// The same claims with the time the image was made (RFC 3339, UTC).
+    pub fn created_at(mut self, rfc3339: impl Into<String>) -> Self {
+        self.created = Some(rfc3339.into());
+        self
+    }
+
+    /// The claims as one JSON object (`modelId`, `modelSha256`, `seed`, `temperature`, `topK`, `topP`, `guidance`,
+    /// `keep`, `promptSha256`, `sourceTokensSha256`, `created`; absent values are `null`): the C2PA manifest's
+    /// generation assertion and what the browser's `readProvenance` returns.
+    pub fn claims_json(&self) -> serde_json::Value {
+        let s = &self.settings;
+        serde_json::json!({
+            "modelId": self.model_id,
+            "modelSha256": self.model_sha256,
+            "seed": s.seed,
+            "temperature": s.temperature,
+            "topK": s.top_k,
+            "topP": s.top_p,
+            "guidance": s.guidance,
+            "keep": s.keep,
+            "promptSha256": self.prompt_sha256,
+            "sourceTokensSha256": self.source_sha256,
+            "created": self.created,
+        })
+    }
+
+    /// The XMP packet.
+    pub fn xmp(&self) -> String {
+        let s = &self.settings;
+        let top_k = s.top_k.map_or("none".to_string(), |k| k.to_string());
+        let source = self.source_sha256.as_ref().map_or(String::new(), |h| {
+            format!("\n      tessera:SourceTokensSha256=\"{h}\"")
+        });
+        let created = self.created.as_ref().map_or(String::new(), |t| {
+            format!("\n      xmp:CreateDate=\"{}\"", xml_escape(t))
+        });
+        format!(
+            r#"<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/">
+  <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+    <rdf:Description rdf:about=""
+      xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
+      xmlns:tessera="https://tessera.invalid/ns/1.0/"
+      xmlns:xmp="http://ns.adobe.com/xap/1.0/"
+      Iptc4xmpExt:DigitalSourceType="{DIGITAL_SOURCE_TYPE}"
+      tessera:Model="{}"
+      tessera:ModelSha256="{}"
+      tessera:Seed="{}"
+      tessera:Temperature="{}"
+      tessera:TopK="{top_k}"
+      tessera:TopP="{}"
+      tessera:Guidance="{}"
+      tessera:Keep="{}"
+      tessera:PromptSha256="{}"{source}{created}/>
+  </rdf:RDF>
+</x:xmpmeta>
+<?xpacket end="r"?>"#,
+            xml_escape(&self.model_id),
+            self.model_sha256,
+            s.seed,
+            s.temperature,
+            s.top_p,
+            s.guidance,
+            s.keep,
+            self.prompt_sha256,
+        )
+    }
+}
+
+impl Provenance {
+    /// The claims of an XMP packet this engine wrote (the `tessera:` attributes and the IPTC source type).
+    /// Reads attributes only; a packet without them, or with a malformed value, is an error that says which.
+    pub fn from_xmp(xmp: &str) -> Result<Self, String> {
+        let attr = |name: &str| -> Result<String, String> {
+            let key = format!("{name}=\"");
+            let start = xmp
+                .find(&key)
+                .ok_or(format!("the metadata has no {name}"))?
+                + key.len();
+            let len = xmp[start..]
+                .find('"')
+                .ok_or(format!("{name} is not closed"))?;
+            Ok(xml_unescape(&xmp[start..start + len]))
+        };
+        let number = |name: &str| -> Result<f32, String> {
+            attr(name)?
+                .parse()
+                .map_err(|_| format!("{name} is not a number"))
+        };
+        if attr("Iptc4xmpExt:DigitalSourceType")? != DIGITAL_SOURCE_TYPE {
+            return Err("the digital source type is not trainedAlgorithmicMedia".into());
+        }
+        let top_k = match attr("tessera:TopK")?.as_str() {
+            "none" => None,
+            k => Some(k.parse().map_err(|_| "tessera:TopK is not a number")?),
+        };
+        Ok(Provenance {
+            model_id: attr("tessera:Model")?,
+            model_sha256: attr("tessera:ModelSha256")?,
+            settings: Settings {
+                seed: attr("tessera:Seed")?
+                    .parse()
+                    .map_err(|_| "tessera:Seed is not a number")?,
+                temperature: number("tessera:Temperature")?,
+                top_k,
+                top_p: number("tessera:TopP")?,
+                // Written as `Cfg` before the guidance scale had its name.
+                guidance: match attr("tessera:Guidance") {
+                    Ok(_) => number("tessera:Guidance")?,
+                    Err(_) => number("tessera:Cfg")?,
+                },
+                // Written since edits could keep their source; an older image was made without.
+                keep: match attr("tessera:Keep") {
+                    Ok(_) => number("tessera:Keep")?,
+                    Err(_) => 0.0,
+                },
+            },
+            prompt_sha256: attr("tessera:PromptSha256")?,
+            source_sha256: attr("tessera:SourceTokensSha256").ok(),
+            created: attr("xmp:CreateDate").ok(),
+        })
+    }
+}
+
+fn xml_unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Encode RGB bytes as a PNG carrying `provenance` in XMP.
+pub fn png_with_provenance(
+    rgb: &[u8],
+    width: u32,
+    height: u32,
+    provenance: &Provenance,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, width, height);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.add_itxt_chunk("XML:com.adobe.xmp".into(), provenance.xmp())
+            .expect("a valid iTXt keyword");
+        let mut writer = enc.write_header().expect("writing to memory cannot fail");
+        writer
+            .write_image_data(rgb)
+            .expect("the buffer matches the declared size");
+    }
+    out
+}
+
+/// The XMP packet of a PNG, if it has one.
+pub fn read_xmp(png_bytes: &[u8]) -> Option<String> {
+    let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    let reader = decoder.read_info().ok()?;
+    reader
+        .info()
+        .utf8_text
+        .iter()
+        .find(|t| t.keyword == "XML:com.adobe.xmp")
+        .and_then(|t| t.get_text().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn png_carries_the_digital_source_type_and_the_settings() {
+        let p = Provenance::new(
+            "m<1>",
+            "abc",
+            &Settings {
+                seed: 42,
+                ..Settings::default()
+            },
+            "a red circle",
+            None,
+        );
+        let png = png_with_provenance(&[0u8; 4 * 4 * 3], 4, 4, &p);
+        let xmp = read_xmp(&png).expect("an XMP packet");
+        assert!(xmp.contains(&format!(
+            "Iptc4xmpExt:DigitalSourceType=\"{DIGITAL_SOURCE_TYPE}\""
+        )));
+        assert!(xmp.contains("tessera:Seed=\"42\""));
+        assert!(xmp.contains("tessera:Model=\"m&lt;1&gt;\""));
+        assert!(xmp.contains(&sha256_hex(b"a red circle")));
+        assert!(
+            !xmp.contains("a red circle"),
+            "the prompt itself is not stored"
+        );
+        let img = image::load_from_memory(&png).unwrap();
+        assert_eq!((img.width(), img.height()), (4, 4));
+    }
+
+    #[test]
+    fn the_claims_read_back_exactly() {
+        let settings = Settings {
+            seed: 9,
+            temperature: 0.7,
+            top_k: Some(40),
+            top_p: 0.95,
+            guidance: 3.0,
+            keep: 2.5,
+        };
+        for source in [None, Some(&[1u32, 2, 3][..])] {
+            let p = Provenance::new("a&\"b", "f00d", &settings, "x", source)
+                .created_at("2026-11-28T12:00:00Z");
+            assert_eq!(Provenance::from_xmp(&p.xmp()), Ok(p));
+        }
+        let forged = Provenance::new("m", "ab", &settings, "x", None)
+            .xmp()
+            .replace("tessera:Seed=\"9\"", "tessera:Seed=\"nine\"");
+        assert_eq!(
+            Provenance::from_xmp(&forged),
+            Err("tessera:Seed is not a number".into())
+        );
+        // An image made before edits could keep their source was made without: keep 0.
+        let p = Provenance::new("m", "ab", &settings, "x", None);
+        let older = p.xmp().replace("\n      tessera:Keep=\"2.5\"", "");
+        assert_ne!(older, p.xmp());
+        let read = Provenance::from_xmp(&older).unwrap();
+        assert_eq!((read.settings.keep, read.settings.guidance), (0.0, 3.0));
+        // An image made before the guidance scale had its name records it as `Cfg`.
+        let named_cfg = p.xmp().replace("tessera:Guidance=", "tessera:Cfg=");
+        assert_ne!(named_cfg, p.xmp());
+        assert_eq!(
+            Provenance::from_xmp(&named_cfg).unwrap().settings.guidance,
+            3.0
+        );
+        assert_eq!(
+            Provenance::from_xmp("<x/>"),
+            Err("the metadata has no Iptc4xmpExt:DigitalSourceType".into())
+        );
+    }
+}

@@ -1,0 +1,290 @@
+//! The browser front door, compiled only for wasm32: the Web Worker (`www/worker.js`) owns one [`Engine`]
+//! and drives the token loop from JavaScript, one `step()` at a time, so it can post each finished row to the
+//! page and honour a cancel between any two tokens. Everything else (the model, sampling, streaming decode,
+//! provenance) is the same Rust the CLI runs.
+//!
+//! Errors cross as JS `Error`s whose `name` is [`TesseraError::name`], so the page can tell the user what to do.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use burn::tensor::Device;
+use burn::tensor::wgpu::WgpuBackend;
+use js_sys::{Object, Reflect, Uint8Array, Uint8ClampedArray};
+use wasm_bindgen::prelude::*;
+
+use crate::error::TesseraError;
+use crate::generation::{Generation, Settings, decode_tokens};
+use crate::model::Model;
+use crate::trust::{Claimed, Policy};
+
+fn js_error(e: TesseraError) -> JsValue {
+    let err = js_sys::Error::new(&e.to_string());
+    err.set_name(e.name());
+    err.into()
+}
+
+fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
+    Reflect::set(obj, &JsValue::from_str(key), &value.into())
+        .expect("setting a property on a plain object");
+}
+
+thread_local! {
+    /// WebGPU can be initialised once per page (a second `init_async` fails), so the device is kept here and
+    /// shared by every model the worker loads.
+    static WEBGPU: RefCell<Option<Device>> = const { RefCell::new(None) };
+}
+
+/// The WebGPU device, or why there is none.
+async fn webgpu() -> Result<Device, String> {
+    if let Some(device) = WEBGPU.with(|d| d.borrow().clone()) {
+        return Ok(device);
+    }
+    let device = Device::wgpu_options()
+        .graphics_api(WgpuBackend::WebGpu)
+        .init_async()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    WEBGPU.with(|d| *d.borrow_mut() = Some(device.clone()));
+    Ok(device)
+}
+
+struct State {
+    model: Arc<Model>,
+    generation: Option<Generation>,
+}
+
+/// One loaded model and at most one generation in progress.
+#[wasm_bindgen]
+pub struct Engine {
+    state: RefCell<State>,
+    /// Checked before every generation and edit.
+    policy: RefCell<Policy>,
+    backend: String,
+    /// Why WebGPU is not used, when it is not.
+    fallback_reason: Option<String>,
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// Load a model from `config.json` and `model.safetensors` bytes, checked against `sha256` when given. With
+    /// `prefer_gpu` the model runs on WebGPU when the browser has an adapter, otherwise on the CPU backend.
+    pub async fn load(
+        config: Vec<u8>,
+        weights: Vec<u8>,
+        sha256: Option<String>,
+        prefer_gpu: bool,
+    ) -> Result<Engine, JsValue> {
+        console_error_panic_hook::set_once();
+        if let Some(expected) = &sha256 {
+            Model::verify_sha256(&weights, expected).map_err(js_error)?;
+        }
+        let (device, backend, fallback_reason) = if prefer_gpu {
+            match webgpu().await {
+                Ok(device) => (device, "webgpu", None),
+                Err(why) => {
+                    // The details (wgpu's adapter search) go to the console; the user gets the gist.
+                    web_sys::console::info_1(&format!("WebGPU unavailable: {why}").into());
+                    (
+                        Device::flex(),
+                        "cpu",
+                        Some("no WebGPU adapter was found".to_string()),
+                    )
+                }
+            }
+        } else {
+            (
+                Device::flex(),
+                "cpu",
+                Some("WebGPU was not requested".to_string()),
+            )
+        };
+        let model = Model::from_bytes(&config, &weights, &device).map_err(js_error)?;
+        Ok(Engine {
+            state: RefCell::new(State {
+                model: Arc::new(model),
+                generation: None,
+            }),
+            policy: RefCell::new(Policy::default_policy()),
+            backend: backend.into(),
+            fallback_reason,
+        })
+    }
+
+    /// Replace the prompt policy (JSON of the shape of `engine/src/trust/policy.json`); a bad one is refused and the
+    /// current policy stays.
+    #[wasm_bindgen(js_name = setPolicy)]
+    pub fn set_policy(&self, json: &str) -> Result<(), JsValue> {
+        *self.policy.borrow_mut() = Policy::from_json(json).map_err(js_error)?;
+        Ok(())
+    }
+
+    /// `"webgpu"` or `"cpu"`.
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        self.backend.clone()
+    }
+
+    /// Why the CPU backend is used, when it is.
+    #[wasm_bindgen(getter, js_name = fallbackReason)]
+    pub fn fallback_reason(&self) -> Option<String> {
+        self.fallback_reason.clone()
+    }
+
+    /// `{modelId, sha256, parameters, weightBytes, imageSize, grid, trained, defaults}`, where `defaults` is
+    /// `{temperature, topP, guidance, keep}`: what `start` uses for a setting it is not given.
+    pub fn info(&self) -> JsValue {
+        let s = self.state.borrow();
+        let c = &s.model.config;
+        let o = Object::new();
+        set(&o, "modelId", c.model_id.as_str());
+        set(&o, "sha256", s.model.sha256.as_str());
+        set(&o, "parameters", s.model.parameters as f64);
+        set(&o, "weightBytes", s.model.weight_bytes as f64);
+        set(&o, "imageSize", c.image_size as u32);
+        set(&o, "grid", c.grid() as u32);
+        set(&o, "trained", c.trained);
+        let d = Settings::default();
+        let defaults = Object::new();
+        set(&defaults, "temperature", d.temperature);
+        set(&defaults, "topP", d.top_p);
+        set(&defaults, "guidance", d.guidance);
+        set(&defaults, "keep", d.keep);
+        set(&o, "defaults", defaults);
+        o.into()
+    }
+
+    /// Begin a generation (an edit when `context` holds the tokens of the image to edit). Checks the prompt and
+    /// settings (any but the seed left out: the engine's default, as `info().defaults` says); the work happens
+    /// in `step`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        &self,
+        prompt: String,
+        context: Option<Vec<u32>>,
+        seed: f64,
+        temperature: Option<f32>,
+        top_k: Option<u32>,
+        top_p: Option<f32>,
+        guidance: Option<f32>,
+        keep: Option<f32>,
+    ) -> Result<(), JsValue> {
+        self.policy.borrow().check(&prompt).map_err(js_error)?;
+        let mut s = self.state.borrow_mut();
+        let d = Settings::default();
+        let settings = Settings {
+            seed: seed as u64,
+            temperature: temperature.unwrap_or(d.temperature),
+            top_k: top_k.map(|k| k as usize),
+            top_p: top_p.unwrap_or(d.top_p),
+            guidance: guidance.unwrap_or(d.guidance),
+            keep: keep.unwrap_or(d.keep),
+        };
+        let generation = Generation::new(s.model.clone(), &prompt, context.as_deref(), settings)
+            .map_err(js_error)?;
+        s.generation = Some(generation);
+        Ok(())
+    }
+
+    /// Sample the next token. Resolves to `{index, token, total}` plus, when the token finished a row,
+    /// `{row, y0, height, rgba}` (a `Uint8ClampedArray` band, full width); `null` once the image is complete.
+    pub async fn step(&self) -> Result<JsValue, JsValue> {
+        let mut generation = self
+            .state
+            .borrow_mut()
+            .generation
+            .take()
+            .ok_or_else(|| JsValue::from_str("no generation started"))?;
+        let result = generation.step().await;
+        let total = generation.total_tokens();
+        self.state.borrow_mut().generation = Some(generation);
+        let Some(step) = result.map_err(js_error)? else {
+            return Ok(JsValue::NULL);
+        };
+        let o = Object::new();
+        set(&o, "index", step.index as u32);
+        set(&o, "token", step.token);
+        set(&o, "total", total as u32);
+        if let Some(band) = step.band {
+            set(&o, "row", band.row as u32);
+            set(&o, "y0", band.y0 as u32);
+            set(&o, "height", band.height as u32);
+            set(
+                &o,
+                "rgba",
+                Uint8ClampedArray::from(rgba(&band.rgb).as_slice()),
+            );
+        }
+        Ok(o.into())
+    }
+
+    /// Tokens of the current (or last) generation.
+    pub fn tokens(&self) -> Vec<u32> {
+        self.state
+            .borrow()
+            .generation
+            .as_ref()
+            .map(|g| g.tokens().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// The current image as a PNG carrying provenance (partial images too: a stopped generation keeps what it
+    /// made).
+    pub fn png(&self) -> Result<Uint8Array, JsValue> {
+        let s = self.state.borrow();
+        let g = s
+            .generation
+            .as_ref()
+            .ok_or_else(|| JsValue::from_str("nothing generated yet"))?;
+        let created = String::from(js_sys::Date::new_0().to_iso_string());
+        Ok(Uint8Array::from(g.png(Some(created)).as_slice()))
+    }
+
+    /// Checks a PNG's claims by regenerating it from `prompt` with this model (`trust::verify`): resolves to
+    /// `{outcome, reason}` (`outcome`: `verified`, `not-verified` or `unknown`; `reason`: one sentence), or
+    /// `null` when the file carries no claims. Rejects with `BadImage` for a file that is not a readable PNG.
+    pub async fn verify(&self, png: Vec<u8>, prompt: String) -> Result<JsValue, JsValue> {
+        let model = self.state.borrow().model.clone();
+        let verdict = crate::trust::verify(model, &png, &prompt)
+            .await
+            .map_err(js_error)?;
+        Ok(verdict.map_or(JsValue::NULL, |v| {
+            let o = Object::new();
+            set(&o, "outcome", v.outcome());
+            set(&o, "reason", v.reason());
+            o.into()
+        }))
+    }
+
+    /// An uploaded image (any format the `image` crate reads) → the tokens an edit conditions on.
+    pub async fn encode(&self, bytes: Vec<u8>) -> Result<Vec<u32>, JsValue> {
+        let model = self.state.borrow().model.clone();
+        let rgb = crate::image_input::load_rgb(&bytes, model.config.image_size as u32)
+            .map_err(js_error)?;
+        model.encode_rgb(&rgb).await.map_err(js_error)
+    }
+
+    /// Tokens → the whole image as RGBA (to show a stored turn again).
+    pub async fn decode(&self, tokens: Vec<u32>) -> Result<Uint8ClampedArray, JsValue> {
+        let model = self.state.borrow().model.clone();
+        let rgb = decode_tokens(&model, &tokens).await.map_err(js_error)?;
+        Ok(Uint8ClampedArray::from(rgba(&rgb).as_slice()))
+    }
+}
+
+/// What a PNG claims about where it came from (its XMP provenance) as [`crate::Provenance::claims_json`]'s
+/// object; `null` when it carries none. Throws a `BadImage` error for a file that is not a readable PNG and
+/// for malformed claims.
+#[wasm_bindgen(js_name = readProvenance)]
+pub fn read_provenance(bytes: &[u8]) -> Result<JsValue, JsValue> {
+    match Claimed::read(bytes).map_err(js_error)? {
+        Some(claimed) => js_sys::JSON::parse(&claimed.provenance.claims_json().to_string()),
+        None => Ok(JsValue::NULL),
+    }
+}
+
+fn rgba(rgb: &[u8]) -> Vec<u8> {
+    rgb.chunks_exact(3)
+        .flat_map(|p| [p[0], p[1], p[2], 255])
+        .collect()
+}

@@ -1,0 +1,63 @@
+//! Content Credentials (`tessera_cli::content_credentials`): the local key, signing a PNG and reading the
+//! manifest back. Tampering (forged XMP claims, changed pixels) is tested through the CLI and c2patool
+//! (`cli/verify.rs`).
+
+use std::path::PathBuf;
+
+use tessera::trust::provenance::{DIGITAL_SOURCE_TYPE, png_with_provenance, read_xmp};
+use tessera::{Provenance, Settings};
+use tessera_cli::content_credentials::{
+    CHAIN_FILE, Credentials, KEY_FILE, LocalKey, current_year, read, sign_png,
+};
+
+/// A key folder that does not exist yet, inside a scratch folder removed when the first value drops.
+fn key_dir() -> (tempfile::TempDir, PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("key");
+    (root, dir)
+}
+
+#[test]
+fn the_year_comes_from_the_clock() {
+    let year = current_year();
+    assert!((2025..2200).contains(&year), "{year}");
+}
+
+#[test]
+fn a_signed_png_validates_with_this_key() {
+    let (_root, dir) = key_dir();
+    let key = LocalKey::load_or_create(&dir).unwrap();
+    let again = LocalKey::load_or_create(&dir).unwrap();
+    assert_eq!(key.fingerprint(), again.fingerprint(), "the key is kept");
+    assert_eq!(key.fingerprint().len(), 64);
+
+    let claims = Provenance::new("m", "abc", &Settings::default(), "a red circle", None);
+    let png = png_with_provenance(&[7u8; 8 * 8 * 3], 8, 8, &claims);
+    assert!(matches!(read(&png), Ok(Credentials::Absent)));
+    let signed = sign_png(&png, "a.png", &claims, &key).unwrap();
+    let Ok(Credentials::Present(m)) = read(&signed) else {
+        panic!("a manifest")
+    };
+    assert!(m.valid, "{:?}", m.failures);
+    assert_eq!(m.digital_source_type.as_deref(), Some(DIGITAL_SOURCE_TYPE));
+    assert_eq!(m.certificate_sha256, Some(key.fingerprint()));
+    assert!(m.signer.contains("Tessera image signer"), "{}", m.signer);
+    // The image still decodes, with its XMP intact.
+    assert!(read_xmp(&signed).is_some());
+    image::load_from_memory(&signed).unwrap();
+
+    // Tampering (forged XMP claims, changed pixels) is tested through the CLI and c2patool.
+}
+
+#[test]
+fn a_half_key_folder_is_refused_not_replaced() {
+    let (_root, dir) = key_dir();
+    LocalKey::load_or_create(&dir).unwrap();
+    std::fs::remove_file(dir.join(CHAIN_FILE)).unwrap();
+    let err = LocalKey::load_or_create(&dir).err().unwrap();
+    assert!(err.contains("but not") && err.contains(CHAIN_FILE), "{err}");
+    assert!(dir.join(KEY_FILE).exists(), "the key is left alone");
+    std::fs::write(dir.join(CHAIN_FILE), "not a certificate").unwrap();
+    let err = LocalKey::load_or_create(&dir).err().unwrap();
+    assert!(err.contains("is not usable"), "{err}");
+}
