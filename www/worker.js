@@ -189,15 +189,26 @@ async function inspect({ id, bytes }) {
   }
 }
 
-/** The engine's verdict on a PNG's claims, by regenerating it with the loaded model; no generation runs meanwhile. */
+/**
+ * The engine's verdict on a PNG's claims: it redraws the picture with the loaded model (a generation like any
+ * other, one token at a time, so a lost device is heard) and compares; no other generation runs meanwhile.
+ */
 async function verify({ id, bytes, prompt }) {
-  if (!engine) return post({ type: FromWorker.VERIFIED, id, name: 'ModelMissing', message: 'the model is not loaded yet' });
-  if (current) return post({ type: FromWorker.VERIFIED, id, name: 'Busy', message: 'a generation is running' });
+  const answer = (reply) => post({ type: FromWorker.VERIFIED, id, ...reply });
+  if (!engine) return answer({ name: 'ModelMissing', message: 'the model is not loaded yet' });
+  if (current) return answer({ name: 'Busy', message: 'a generation is running' });
   current = { id, cancelled: false };
   try {
-    post({ type: FromWorker.VERIFIED, id, verdict: await engine.verify(new Uint8Array(bytes), prompt) });
+    const decided = engine.startVerification(new Uint8Array(bytes), prompt);
+    if (decided !== undefined) return answer({ verdict: decided });
+    for (;;) {
+      await yieldToEvents();
+      if (lost) return undefined; // the page is replacing this worker
+      if ((await engine.step()) === null) break;
+    }
+    return answer({ verdict: engine.finishVerification() });
   } catch (e) {
-    post({ type: FromWorker.VERIFIED, id, name: errorName(e, 'BadImage'), message: e.message ?? String(e) });
+    return answer({ name: errorName(e, 'BadImage'), message: e.message ?? String(e) });
   } finally {
     current = null;
   }

@@ -16,7 +16,7 @@ use wasm_bindgen::prelude::*;
 use crate::error::TesseraError;
 use crate::generation::{Generation, Settings, decode_tokens};
 use crate::model::Model;
-use crate::trust::{Claimed, Policy};
+use crate::trust::{Claimed, Policy, Redraw, Verdict};
 
 fn js_error(e: TesseraError) -> JsValue {
     let err = js_sys::Error::new(&e.to_string());
@@ -52,6 +52,8 @@ async fn webgpu() -> Result<Device, String> {
 struct State {
     model: Arc<Model>,
     generation: Option<Generation>,
+    /// The image being checked while `generation` redraws it (`startVerification`).
+    verifying: Option<Claimed>,
 }
 
 /// One loaded model and at most one generation in progress.
@@ -104,6 +106,7 @@ impl Engine {
             state: RefCell::new(State {
                 model: Arc::new(model),
                 generation: None,
+                verifying: None,
             }),
             policy: RefCell::new(Policy::default_policy()),
             backend: backend.into(),
@@ -183,6 +186,7 @@ impl Engine {
         let generation = Generation::new(s.model.clone(), &prompt, context.as_deref(), settings)
             .map_err(js_error)?;
         s.generation = Some(generation);
+        s.verifying = None;
         Ok(())
     }
 
@@ -240,20 +244,38 @@ impl Engine {
         Ok(Uint8Array::from(g.png(Some(created)).as_slice()))
     }
 
-    /// Checks a PNG's claims by regenerating it from `prompt` with this model (`trust::verify`): resolves to
-    /// `{outcome, reason}` (`outcome`: `verified`, `not-verified` or `unknown`; `reason`: one sentence), or
-    /// `null` when the file carries no claims. Rejects with `BadImage` for a file that is not a readable PNG.
-    pub async fn verify(&self, png: Vec<u8>, prompt: String) -> Result<JsValue, JsValue> {
-        let model = self.state.borrow().model.clone();
-        let verdict = crate::trust::verify(model, &png, &prompt)
-            .await
-            .map_err(js_error)?;
-        Ok(verdict.map_or(JsValue::NULL, |v| {
-            let o = Object::new();
-            set(&o, "outcome", v.outcome());
-            set(&o, "reason", v.reason());
-            o.into()
-        }))
+    /// Begins checking a PNG's claims by redrawing it from `prompt` with this model (`trust::verify`). Returns
+    /// the verdict when it is decided without drawing (`{outcome, reason}`; `null` for a file without claims),
+    /// or `undefined`: then `step()` runs the redraw like any generation, and `finishVerification()` gives the
+    /// verdict. Throws `BadImage` for a file that is not a readable PNG.
+    #[wasm_bindgen(js_name = startVerification)]
+    pub fn start_verification(&self, png: &[u8], prompt: &str) -> Result<JsValue, JsValue> {
+        let Some(claimed) = Claimed::read(png).map_err(js_error)? else {
+            return Ok(JsValue::NULL);
+        };
+        let mut s = self.state.borrow_mut();
+        match claimed.redraw(s.model.clone(), prompt).map_err(js_error)? {
+            Redraw::Decided(verdict) => Ok(verdict_js(&verdict)),
+            Redraw::Draw(generation) => {
+                s.generation = Some(*generation);
+                s.verifying = Some(claimed);
+                Ok(JsValue::UNDEFINED)
+            }
+        }
+    }
+
+    /// The verdict on the redraw `startVerification` began, once `step()` has returned `null`.
+    #[wasm_bindgen(js_name = finishVerification)]
+    pub fn finish_verification(&self) -> Result<JsValue, JsValue> {
+        let mut s = self.state.borrow_mut();
+        let claimed = s
+            .verifying
+            .take()
+            .ok_or_else(|| JsValue::from_str("no verification started"))?;
+        match &s.generation {
+            Some(g) if g.is_done() => Ok(verdict_js(&claimed.compare(g.image()))),
+            _ => Err(JsValue::from_str("the redraw is not finished")),
+        }
     }
 
     /// An uploaded image (any format the `image` crate reads) → the tokens an edit conditions on.
@@ -281,6 +303,14 @@ pub fn read_provenance(bytes: &[u8]) -> Result<JsValue, JsValue> {
         Some(claimed) => js_sys::JSON::parse(&claimed.provenance.claims_json().to_string()),
         None => Ok(JsValue::NULL),
     }
+}
+
+/// `{outcome, reason}`: see [`Verdict::outcome`] and [`Verdict::reason`].
+fn verdict_js(verdict: &Verdict) -> JsValue {
+    let o = Object::new();
+    set(&o, "outcome", verdict.outcome());
+    set(&o, "reason", verdict.reason());
+    o.into()
 }
 
 fn rgba(rgb: &[u8]) -> Vec<u8> {

@@ -7,4 +7,4 @@ pub mod verify;
 
 pub use policy::Policy;
 pub use provenance::Provenance;
-pub use verify::{Claimed, Verdict, verify};
+pub use verify::{Claimed, Redraw, Verdict, verify};

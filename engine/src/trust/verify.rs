@@ -111,21 +111,30 @@ impl Claimed {
     /// PNG, or whose claims are malformed, is an error that says which.
     pub fn read(png: &[u8]) -> Result<Option<Claimed>> {
         let bad = |why: String| TesseraError::Image(why);
-        let mut reader =
-            image::ImageReader::with_format(std::io::Cursor::new(png), image::ImageFormat::Png);
-        let mut limits = image::Limits::default();
-        limits.max_image_width = Some(MAX_SIDE);
-        limits.max_image_height = Some(MAX_SIDE);
-        reader.limits(limits);
-        let pixels = reader
-            .decode()
-            .map_err(|e| match e {
-                image::ImageError::Limits(_) => bad(format!(
-                    "it is larger than any image this engine draws ({MAX_SIDE} pixels a side at most)"
-                )),
-                e => bad(format!("it is not a readable PNG image ({e})")),
-            })?
-            .to_rgb8();
+        let unreadable =
+            |e: png::DecodingError| bad(format!("it is not a readable PNG image ({e})"));
+        let mut decoder = png::Decoder::new(std::io::Cursor::new(png));
+        decoder.set_transformations(png::Transformations::normalize_to_color8());
+        let mut reader = decoder.read_info().map_err(unreadable)?;
+        let (width, height) = reader.info().size();
+        if width > MAX_SIDE || height > MAX_SIDE {
+            return Err(bad(format!(
+                "it is {width}×{height}, larger than any image this engine draws ({MAX_SIDE} pixels a side at most)"
+            )));
+        }
+        let size = reader
+            .output_buffer_size()
+            .ok_or_else(|| bad("it is too large".into()))?;
+        let mut buffer = vec![0; size];
+        let frame = reader.next_frame(&mut buffer).map_err(unreadable)?;
+        // Gray, gray + alpha, RGB or RGBA, 8 bits a sample: the colour a viewer sees, alpha left out.
+        let rgb = buffer[..frame.buffer_size()]
+            .chunks_exact(frame.color_type.samples())
+            .flat_map(|p| match p.len() {
+                1 | 2 => [p[0]; 3],
+                _ => [p[0], p[1], p[2]],
+            })
+            .collect();
         let Some(xmp) = read_xmp(png) else {
             return Ok(None);
         };
@@ -133,9 +142,9 @@ impl Claimed {
             .map_err(|e| bad(format!("its provenance metadata is not valid: {e}")))?;
         Ok(Some(Claimed {
             provenance,
-            width: pixels.width(),
-            height: pixels.height(),
-            rgb: pixels.into_raw(),
+            width,
+            height,
+            rgb,
         }))
     }
 
@@ -151,35 +160,40 @@ impl Claimed {
         }
     }
 
-    /// Regenerates the image from `prompt` with `model` and the recorded seed and settings, and compares every
-    /// pixel value.
-    pub async fn regenerate(&self, model: Arc<Model>, prompt: &str) -> Result<Verdict> {
+    /// What redrawing the image from `prompt` with `model` takes: a verdict already, when the prompt, the
+    /// model or the size rule it out, or the generation to run (the recorded seed and settings), whose image
+    /// [`Claimed::compare`] then judges. The caller drives it, so the browser can cancel between tokens.
+    pub fn redraw(&self, model: Arc<Model>, prompt: &str) -> Result<Redraw> {
         if let Some(verdict) = self.precheck(prompt) {
-            return Ok(verdict);
+            return Ok(Redraw::Decided(verdict));
         }
         let claims = &self.provenance;
         if model.sha256 != claims.model_sha256 {
-            return Ok(Verdict::OtherModel {
+            return Ok(Redraw::Decided(Verdict::OtherModel {
                 model_id: claims.model_id.clone(),
                 model_sha256: claims.model_sha256.clone(),
                 loaded_id: model.config.model_id.clone(),
                 loaded_sha256: model.sha256.clone(),
-            });
+            }));
         }
         let size = model.config.image_size as u32;
         if (self.width, self.height) != (size, size) {
-            return Ok(Verdict::WrongSize {
+            return Ok(Redraw::Decided(Verdict::WrongSize {
                 width: self.width,
                 height: self.height,
                 size,
-            });
+            }));
         }
-        let mut generation = Generation::new(model, prompt, None, claims.settings.clone())?;
-        while generation.step().await?.is_some() {}
+        let generation = Generation::new(model, prompt, None, claims.settings.clone())?;
+        Ok(Redraw::Draw(Box::new(generation)))
+    }
+
+    /// The verdict on `regenerated` (RGB bytes of the finished redraw): every pixel value within the tolerance.
+    pub fn compare(&self, regenerated: &[u8]) -> Verdict {
         let diffs = self
             .rgb
             .iter()
-            .zip(generation.image())
+            .zip(regenerated)
             .map(|(a, b)| a.abs_diff(*b));
         let (changed, worst) = diffs.fold((0, 0), |(changed, worst), d| {
             (
@@ -188,15 +202,32 @@ impl Claimed {
             )
         });
         let values = self.rgb.len();
-        Ok(match changed {
+        match changed {
             0 => Verdict::Verified { values, worst },
             _ => Verdict::PixelsDiffer {
                 changed,
                 values,
                 worst,
             },
-        })
+        }
     }
+
+    /// [`Claimed::redraw`], run to the end, then [`Claimed::compare`].
+    pub async fn regenerate(&self, model: Arc<Model>, prompt: &str) -> Result<Verdict> {
+        match self.redraw(model, prompt)? {
+            Redraw::Decided(verdict) => Ok(verdict),
+            Redraw::Draw(mut generation) => {
+                while generation.step().await?.is_some() {}
+                Ok(self.compare(generation.image()))
+            }
+        }
+    }
+}
+
+/// What a check needs next: nothing (the verdict is in), or a generation to run to the end.
+pub enum Redraw {
+    Decided(Verdict),
+    Draw(Box<Generation>),
 }
 
 /// [`Claimed::read`] then [`Claimed::regenerate`]: `None` when `png` carries no claims to check.
