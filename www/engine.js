@@ -129,11 +129,15 @@ export class EngineClient {
     return reply.verdict;
   }
 
-  /** Posts `message` with a fresh id; resolves to the worker's `reply` for that id, or rejects with its named error. */
+  /**
+   * Posts `message` with a fresh id; resolves to the worker's `reply` for that id, or rejects with its named
+   * error, or with `DeviceLost` when the worker is replaced before it answers.
+   */
   #ask(message, reply, transfer) {
     const id = this.nextId();
     return new Promise((resolve, reject) => {
       const off = this.subscribe((m) => {
+        if (m.type === FromWorker.DEVICE_LOST) { off(); reject(named('DeviceLost', m.message)); }
         if (m.type !== reply || m.id !== id) return;
         off();
         if (m.name) reject(named(m.name, m.message));

@@ -16,6 +16,10 @@ const post = (msg, transfer = []) => self.postMessage(msg, transfer);
 const fail = (id, name, message) => post({ type: FromWorker.ERROR, id, name, message });
 /** The engine names its errors (`TesseraError::name`); plain `Error`s get `fallback`. */
 const errorName = (e, fallback) => (e.name && e.name !== 'Error' ? e.name : fallback);
+/** A failure while the engine steps: a wasm trap (`RuntimeError`) is unnamed too, and is `Internal`. */
+const failureName = (e, fallback) => (e.name === 'RuntimeError' ? 'Internal' : errorName(e, fallback));
+/** On the GPU path a trap or a failed readback means the device failed: the worker reports it lost. */
+const deviceFailed = (name) => engine.backend === 'webgpu' && (name === 'Internal' || name === 'DeviceError');
 
 // wgpu requests the device inside the wasm; wrapping requestDevice hands the worker the same GPUDevice, so a
 // loss (driver reset, GPU process crash, tab backgrounded on some systems) is heard even between generations.
@@ -168,13 +172,9 @@ async function generate({ id, prompt, context, settings }) {
       }
     }
   } catch (e) {
-    // A wasm trap (`RuntimeError`) is unnamed too: on the GPU path it means the device failed.
-    const name = e.name === 'RuntimeError' ? 'Internal' : errorName(e, 'Internal');
-    if (engine.backend === 'webgpu' && (name === 'Internal' || name === 'DeviceError')) {
-      deviceLost(e.message ?? String(e)); // a failed readback, or a trap in the GPU path
-    } else {
-      fail(id, name, e.message ?? String(e));
-    }
+    const name = failureName(e, 'Internal');
+    if (deviceFailed(name)) deviceLost(e.message ?? String(e));
+    else fail(id, name, e.message ?? String(e));
   } finally {
     current = null;
   }
@@ -208,7 +208,9 @@ async function verify({ id, bytes, prompt }) {
     }
     return answer({ verdict: engine.finishVerification() });
   } catch (e) {
-    return answer({ name: errorName(e, 'BadImage'), message: e.message ?? String(e) });
+    const name = failureName(e, 'BadImage');
+    if (deviceFailed(name)) return deviceLost(e.message ?? String(e));
+    return answer({ name, message: e.message ?? String(e) });
   } finally {
     current = null;
   }

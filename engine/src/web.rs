@@ -299,8 +299,8 @@ impl Engine {
 /// for malformed claims.
 #[wasm_bindgen(js_name = readProvenance)]
 pub fn read_provenance(bytes: &[u8]) -> Result<JsValue, JsValue> {
-    match Claimed::read(bytes).map_err(js_error)? {
-        Some(claimed) => js_sys::JSON::parse(&claimed.provenance.claims_json().to_string()),
+    match Claimed::read_claims(bytes).map_err(js_error)? {
+        Some(claims) => js_sys::JSON::parse(&claims.claims_json().to_string()),
         None => Ok(JsValue::NULL),
     }
 }

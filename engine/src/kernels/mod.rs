@@ -19,7 +19,7 @@ use burn::module::{Module, Param};
 use burn::nn::{Linear, RmsNorm};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::model::kv_cache::{Buffers, LayerCache, host_values};
+use crate::model::kv_cache::{Buffers, LayerCache};
 use crate::weights::WeightStore;
 use host_products::HostLinear;
 
@@ -47,6 +47,13 @@ pub(crate) enum Path {
 /// Whether tensors on `device` live on burn's CPU backend, where weights and the KV cache have host copies.
 pub(crate) fn on_host(device: &Device) -> bool {
     *device == Device::flex()
+}
+
+/// The values of a tensor on burn's CPU backend (the host kernels' input and the host copies' source).
+pub(crate) fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .try_into_vec_as::<f32>()
+        .expect("CPU tensors are f32")
 }
 
 /// Which kernels take `rows` rows on `device`.

@@ -4,7 +4,7 @@
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::config::TransformerConfig;
-use crate::kernels;
+use crate::kernels::{self, host_values};
 
 /// Every layer's keys and values, `[B, H, max_seq, hd]` each, of which the first `len` positions are filled.
 #[derive(Debug)]
@@ -133,13 +133,6 @@ impl LayerCache {
             }
         }
     }
-}
-
-/// A CPU tensor's values.
-pub(crate) fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .try_into_vec_as::<f32>()
-        .expect("CPU activations are f32")
 }
 
 /// Copies `rows` `[B·H, T, hd]` into `buffer` `[B·H, capacity, hd]` at positions `start..start + T`.

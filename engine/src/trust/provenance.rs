@@ -206,10 +206,12 @@ pub fn png_with_provenance(
 /// The XMP packet of a PNG, if it has one.
 pub fn read_xmp(png_bytes: &[u8]) -> Option<String> {
     let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
-    let reader = decoder.read_info().ok()?;
-    reader
-        .info()
-        .utf8_text
+    xmp_in(decoder.read_info().ok()?.info())
+}
+
+/// The XMP packet among the text chunks of a PNG's header (those before its pixels).
+pub fn xmp_in(info: &png::Info) -> Option<String> {
+    info.utf8_text
         .iter()
         .find(|t| t.keyword == "XML:com.adobe.xmp")
         .and_then(|t| t.get_text().ok())

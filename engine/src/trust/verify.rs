@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::error::{Result, TesseraError};
 use crate::generation::Generation;
 use crate::model::{Model, sha256_hex};
-use crate::trust::provenance::{Provenance, read_xmp};
+use crate::trust::provenance::{Provenance, xmp_in};
 
 /// Largest per-value difference between an image and its regeneration that still counts as the same image:
 /// float sums may round differently on another machine (thread count, SIMD width, a GPU), so an image made
@@ -110,12 +110,10 @@ impl Claimed {
     /// The claims and pixels of `png`; `None` when it carries no provenance. A file that is not a readable
     /// PNG, or whose claims are malformed, is an error that says which.
     pub fn read(png: &[u8]) -> Result<Option<Claimed>> {
-        let bad = |why: String| TesseraError::Image(why);
-        let unreadable =
-            |e: png::DecodingError| bad(format!("it is not a readable PNG image ({e})"));
         let mut decoder = png::Decoder::new(std::io::Cursor::new(png));
         decoder.set_transformations(png::Transformations::normalize_to_color8());
         let mut reader = decoder.read_info().map_err(unreadable)?;
+        let claims = claims_in(reader.info());
         let (width, height) = reader.info().size();
         if width > MAX_SIDE || height > MAX_SIDE {
             return Err(bad(format!(
@@ -135,17 +133,24 @@ impl Claimed {
                 _ => [p[0], p[1], p[2]],
             })
             .collect();
-        let Some(xmp) = read_xmp(png) else {
+        let Some(provenance) = claims? else {
             return Ok(None);
         };
-        let provenance = Provenance::from_xmp(&xmp)
-            .map_err(|e| bad(format!("its provenance metadata is not valid: {e}")))?;
         Ok(Some(Claimed {
             provenance,
             width,
             height,
             rgb,
         }))
+    }
+
+    /// The claims of `png` alone, read from its header without decoding a pixel (what the browser shows
+    /// before anything is checked); errors as [`Claimed::read`]'s.
+    pub fn read_claims(png: &[u8]) -> Result<Option<Provenance>> {
+        let reader = png::Decoder::new(std::io::Cursor::new(png))
+            .read_info()
+            .map_err(unreadable)?;
+        claims_in(reader.info())
     }
 
     /// What `prompt` alone decides, before any model is loaded: a prompt that is not the recorded one, or an
@@ -222,6 +227,24 @@ impl Claimed {
             }
         }
     }
+}
+
+fn bad(why: String) -> TesseraError {
+    TesseraError::Image(why)
+}
+
+fn unreadable(e: png::DecodingError) -> TesseraError {
+    bad(format!("it is not a readable PNG image ({e})"))
+}
+
+/// The claims among a PNG's header chunks: `None` without an XMP packet, an error when it is malformed.
+fn claims_in(info: &png::Info) -> Result<Option<Provenance>> {
+    xmp_in(info)
+        .map(|xmp| {
+            Provenance::from_xmp(&xmp)
+                .map_err(|e| bad(format!("its provenance metadata is not valid: {e}")))
+        })
+        .transpose()
 }
 
 /// What a check needs next: nothing (the verdict is in), or a generation to run to the end.
