@@ -14,8 +14,6 @@ const EXAMPLES = [
   'a yellow sign that says HELLO in the middle, blue background',
   '白色背景上，左上角有一个大的红色圆形，右下角有一个小的蓝色星形',
 ];
-// Words of the model's world; a prompt with none of them gets a gentle note.
-const KNOWN = /circle|square|triangle|star|heart|hexagon|diamond|cross|ring|sign|grid|background|red|orange|yellow|green|blue|purple|pink|brown|black|white|gray|grey|圆|方|三角|星|心|六边|菱|十字|环|牌|网格|背景|色/i;
 /** Longest prompt the page sends; the engine's own limit (bytes) is checked again in the worker. */
 const MAX_PROMPT_CHARS = 600;
 const MAX_UPLOAD_BYTES = 64 * 1024 * 1024;
@@ -27,7 +25,7 @@ const modelUrl = params.has('model') ? modelFolder(params.get('model'), location
 const preferGpu = params.get('backend') !== 'cpu';
 
 const state = {
-  turns: [], // {id, kind, prompt, tokens, state, li, canvas, ctx, marker, stats}
+  turns: [], // {id, kind, prompt, base, reading, raw, force, tokens, scene, state, li, canvas, ctx, marker, …}
   ready: false,
   running: null, // id of the generating turn
   info: null,
@@ -80,7 +78,6 @@ const handlers = {
       if (setting in info.defaults) $(field).placeholder = String(info.defaults[setting]);
     }
     if (!state.running) $('send').disabled = false;
-    updateEditToggle();
     // Ask the browser to keep the cached model under storage pressure (granted quietly where the site is trusted).
     navigator.storage?.persist?.().catch(() => {});
   },
@@ -123,8 +120,7 @@ const handlers = {
   [FromWorker.ERROR]: ({ id, name, message }) => {
     const turn = id == null ? null : find(id);
     if (turn) {
-      setTurnState(turn, 'error');
-      turn.meta.textContent = `${message}. ${advice(name)}`;
+      failTurn(turn, name, message);
       if (state.running === id) endRun();
     } else {
       setStatus(`${message}. ${advice(name)}`, 'error');
@@ -139,6 +135,12 @@ function find(id) {
 function setTurnState(turn, s) {
   turn.state = s;
   turn.li.dataset.state = s;
+}
+
+function failTurn(turn, name, message) {
+  setTurnState(turn, 'error');
+  turn.marker.hidden = true;
+  turn.meta.textContent = `${message}. ${advice(name)}`;
 }
 
 function endRun() {
@@ -159,9 +161,10 @@ function finish(m, how) {
   turn.download.href = URL.createObjectURL(turn.png);
   turn.download.hidden = false;
   turn.regenerate.hidden = turn.kind === 'upload';
+  // What the picture shows, as far as the interpreter knows: what a follow-up's edit names things by.
+  turn.scene = how === 'done' && turn.reading && !sendsTyped(turn) ? turn.reading.scene : null;
   setTurnState(turn, how);
   endRun();
-  updateEditToggle();
   if (how === 'done' && turn.kind !== 'upload') rememberTurn(turn);
 }
 
@@ -246,14 +249,10 @@ async function regenerate(bytes, prompt) {
 
 const capitalized = (text) => text.charAt(0).toUpperCase() + text.slice(1);
 
-/** The last turn whose image is complete and made by the loaded model: what a follow-up edits. */
+/** The last turn whose image is complete and made by the loaded model: what a follow-up may edit. */
 function lastImage() {
   const n = state.info?.grid ** 2;
   return [...state.turns].reverse().find((t) => t.tokens && t.tokens.length === n && t.modelSha === state.info.sha256);
-}
-
-function updateEditToggle() {
-  document.querySelector('.edit-toggle').hidden = !lastImage();
 }
 
 /** `<tag class=…>` with the given properties. */
@@ -263,7 +262,14 @@ function el(tag, className, props = {}) {
   return Object.assign(node, props);
 }
 
-function addTurn(kind, prompt) {
+function button(className, testid, onclick) {
+  const b = el('button', className, { type: 'button', hidden: true, onclick });
+  b.dataset.testid = testid;
+  return b;
+}
+
+/** A turn of the conversation: the message, how it was read, its picture, and what can be done with it. */
+function addTurn(kind, prompt, { base = null, raw = false } = {}) {
   const id = engine.nextId();
   const li = el('li', 'turn');
   li.dataset.testid = 'turn';
@@ -275,26 +281,113 @@ function addTurn(kind, prompt) {
   const marker = el('div', 'marker');
   const frame = el('div', 'frame');
   frame.append(canvas, marker);
-  const meta = el('p', 'meta');
+  const interpreted = el('p', 'interpreted', { hidden: true });
+  interpreted.dataset.testid = 'interpreted';
+  const notes = el('p', 'notes', { hidden: true });
   const note = el('p', 'note', { hidden: true });
+  const meta = el('p', 'meta');
   const download = el('a', 'download', { textContent: 'Download PNG', download: `tessera-${id}.png`, hidden: true });
-  const regenerate = el('button', 'regenerate', { type: 'button', textContent: 'Regenerate (new seed)', hidden: true });
-  const actions = el('div', 'actions');
-  actions.append(download, regenerate);
-  li.append(el('p', 'prompt', { textContent: prompt }), note, frame, meta, actions);
-  $('conversation').append(li);
-  const ctx = canvas.getContext('2d');
-  ctx.fillStyle = '#0b0c10'; // darker than the page: the image's full extent shows while it develops
-  ctx.fillRect(0, 0, size, size);
-  const turn = { id, kind, prompt, tokens: null, state: 'generating', li, canvas, ctx, marker, meta, note, download, regenerate };
-  regenerate.onclick = () => {
+  const turn = { id, kind, prompt, base, raw, force: null, reading: null, tokens: null, scene: null, state: 'reading', li, canvas, marker, meta, note, notes, interpreted, download };
+  turn.regenerate = button('regenerate', 'regenerate', () => {
     $('seed').value = String(Number($('seed').value || 0) + 1);
-    start(turn.prompt, turn.context ?? null);
-  };
+    send(null, { text: turn.prompt, base: turn.base, raw: turn.raw, force: turn.force, approved: true });
+  });
+  turn.regenerate.textContent = 'Regenerate (new seed)';
+  // One click sends the words as typed instead (remembered for this turn), or back.
+  turn.useTyped = button('use-typed', 'use-typed', () => idle() && draw(Object.assign(turn, { raw: !turn.raw })));
+  // The interpreter's decision, overridden: a new picture, or an edit of the one before.
+  turn.switchKind = button('switch-kind', 'switch-kind', () => idle() && submit(turn, turn.reading.kind === 'edit' ? 'new' : 'edit', true));
+  turn.drawAnyway = button('draw-anyway', 'draw-anyway', () => idle() && draw(turn));
+  turn.drawAnyway.textContent = 'Draw it anyway';
+  const reading = el('div', 'reading');
+  reading.append(interpreted, turn.useTyped, turn.switchKind);
+  const actions = el('div', 'actions');
+  actions.append(download, turn.regenerate);
+  li.append(el('p', 'prompt', { textContent: prompt }), reading, notes, note, turn.drawAnyway, frame, meta, actions);
+  $('conversation').append(li);
+  turn.ctx = canvas.getContext('2d');
+  turn.ctx.fillStyle = '#0b0c10'; // darker than the page: the image's full extent shows while it develops
+  turn.ctx.fillRect(0, 0, size, size);
   state.turns.push(turn);
-  setTurnState(turn, 'generating');
+  setTurnState(turn, kind === 'upload' ? 'generating' : 'reading');
   li.scrollIntoView({ block: 'end', behavior: 'smooth' });
   return turn;
+}
+
+/** Whether the engine is free for a turn's button; says so when it is not. */
+function idle() {
+  if (state.running) setStatus(advice('Busy'), 'warn');
+  return !state.running && state.ready;
+}
+
+/** Whether the model reads this turn's words as typed (the turn's choice, or the setting). */
+const sendsTyped = (turn) => turn.raw || $('raw').checked;
+
+/** Shows how the turn's message was read: the text the model reads, new picture or edit, and the notes. */
+function showReading(turn) {
+  const r = turn.reading;
+  turn.li.dataset.kind = r.kind;
+  const what = r.kind === 'edit' ? 'an edit of the picture above' : 'a new picture';
+  turn.interpreted.textContent = sendsTyped(turn)
+    ? `sent as typed · ${what} (interpreted as “${r.canonical}”)`
+    : `interpreted as “${r.canonical}” · ${what}`;
+  turn.interpreted.hidden = false;
+  turn.useTyped.hidden = false;
+  turn.useTyped.textContent = turn.raw ? 'Use the interpretation' : 'Send my words as typed';
+  turn.switchKind.hidden = !turn.base;
+  turn.switchKind.textContent = r.kind === 'edit' ? 'Make it a new picture' : 'Edit the picture above instead';
+  turn.notes.textContent = r.notes.join(' · ');
+  turn.notes.hidden = r.notes.length === 0;
+  turn.note.textContent = r.note ?? '';
+  turn.note.hidden = !r.note;
+}
+
+/**
+ * Reads the turn's message as the model will (after the picture it follows, or as `force` says), then draws
+ * it; a message with words the model does not know waits for "Draw it anyway" unless `approved`.
+ */
+async function submit(turn, force = null, approved = false) {
+  state.running = turn.id;
+  $('send').disabled = true;
+  setTurnState(turn, 'reading');
+  try {
+    turn.reading = await engine.interpret(turn.prompt, { picture: !!turn.base, scene: turn.base?.scene ?? null, force });
+    turn.force = force;
+  } catch (e) {
+    failTurn(turn, e.name, e.message);
+    endRun();
+    return;
+  }
+  showReading(turn);
+  if (turn.reading.note && !approved) {
+    setTurnState(turn, 'waiting');
+    turn.drawAnyway.hidden = false;
+    endRun();
+    return;
+  }
+  draw(turn);
+}
+
+/** Draws the turn's picture (again): the edit of the picture before it, or a new one. */
+function draw(turn) {
+  showReading(turn);
+  turn.drawAnyway.hidden = true;
+  turn.download.hidden = true;
+  turn.regenerate.hidden = true;
+  turn.marker.hidden = false;
+  turn.marker.style.top = '0%';
+  turn.meta.textContent = '';
+  turn.ctx.fillStyle = '#0b0c10';
+  turn.ctx.fillRect(0, 0, turn.canvas.width, turn.canvas.height);
+  const context = turn.reading.kind === 'edit' && turn.base ? turn.base.tokens : null;
+  turn.context = context;
+  state.running = turn.id;
+  $('stop').disabled = false;
+  $('send').disabled = true;
+  setTurnState(turn, 'generating');
+  const prompt = sendsTyped(turn) ? turn.prompt : turn.reading.canonical;
+  window.tessera.events.push({ type: ToWorker.GENERATE, id: turn.id, context: context ? context.length : 0, prompt, at: performance.now() });
+  engine.post({ type: ToWorker.GENERATE, id: turn.id, prompt, typed: turn.prompt, context, settings: settings() });
 }
 
 function settings() {
@@ -306,33 +399,23 @@ function settings() {
   return { seed: num('seed', 0), ...Object.fromEntries(sampling) };
 }
 
-function start(prompt, context) {
-  const turn = addTurn(context ? 'edit' : 'generate', prompt);
-  turn.context = context;
-  if (!KNOWN.test(prompt)) {
-    turn.note.textContent = 'This model only knows shapes, colours, positions and signs, so it will draw those. Try an example above.';
-    turn.note.hidden = false;
-  }
-  state.running = turn.id;
-  $('stop').disabled = false;
-  $('send').disabled = true;
-  window.tessera.events.push({ type: ToWorker.GENERATE, id: turn.id, context: context ? context.length : 0, at: performance.now() });
-  engine.post({ type: ToWorker.GENERATE, id: turn.id, prompt, context, settings: settings() });
-}
-
-function send(event) {
+/**
+ * Sends the composer's message (or, for Regenerate, `again`: the same message after the same picture) as a
+ * new turn: it follows the last picture, and the interpreter decides whether it edits it.
+ */
+function send(event, again = null) {
   event?.preventDefault();
   const box = $('prompt');
-  const prompt = box.value.trim();
+  const prompt = again ? again.text : box.value.trim();
   if (state.running) return setStatus(advice('Busy'), 'warn');
   if (!state.ready) return setStatus('The model is still loading.', 'warn');
   if (!prompt) return setStatus(advice('EmptyPrompt'), 'warn');
   if (prompt.length > MAX_PROMPT_CHARS) {
     return setStatus(`The prompt is ${prompt.length} characters; this model reads about ${MAX_PROMPT_CHARS}. ${advice('PromptTooLong')}`, 'warn');
   }
-  const base = $('edit-last').checked ? lastImage() : null;
-  box.value = '';
-  start(prompt, base ? base.tokens : null);
+  if (!again) box.value = '';
+  const turn = addTurn('generate', prompt, again ?? { base: lastImage() ?? null });
+  return submit(turn, again?.force ?? null, again?.approved ?? false);
 }
 
 function upload(file) {

@@ -81,18 +81,19 @@ export class EngineClient {
   }
 
   /**
-   * One text-to-image generation (an edit when `context` holds an image's tokens), queued behind any other.
+   * One text-to-image generation of `prompt` (what the model reads; `typed`, when given, is what the user
+   * typed, recorded as the prompt) — an edit when `context` holds an image's tokens — queued behind any other.
    * `onRow(message)` sees each token row as it is painted. Returns `{id, done}`; `done` resolves to
    * `{png: Blob, tokens, stats}` or rejects with a named Error (`AbortError` when cancelled).
    */
-  generate({ prompt, context = null, settings }, onRow) {
+  generate({ prompt, typed = null, context = null, settings }, onRow) {
     const id = this.nextId();
-    const done = this.#queue.then(() => this.#run(id, prompt, context, settings, onRow));
+    const done = this.#queue.then(() => this.#run(id, { prompt, typed, context, settings }, onRow));
     this.#queue = done.catch(() => {});
     return { id, done };
   }
 
-  async #run(id, prompt, context, settings, onRow) {
+  async #run(id, request, onRow) {
     await this.whenReady();
     if (this.#cancelled.delete(id)) throw named('AbortError', 'cancelled before it started');
     this.#running = id;
@@ -106,11 +107,23 @@ export class EngineClient {
           if (m.type === FromWorker.STOPPED) { off(); reject(Object.assign(named('AbortError', `cancelled after ${m.stats.tokens} tokens`), { tokens: m.stats.tokens })); }
           if (m.type === FromWorker.ERROR) { off(); reject(named(m.name, m.message)); }
         });
-        this.post({ type: ToWorker.GENERATE, id, prompt, context, settings });
+        this.post({ type: ToWorker.GENERATE, id, ...request });
       });
     } finally {
       this.#running = null;
     }
+  }
+
+  /**
+   * `text` read as the loaded model will read it: `{canonical, kind, edit, unknown, notes, note, scene,
+   * understood}`. `picture` says a picture comes before it, `scene` what it shows (a previous reading's
+   * `scene`, when known), `force` overrides the kind (`'new'` or `'edit'`). Rejects with a named Error
+   * (`EmptyPrompt`, `PromptTooLong`, `PolicyRefused`).
+   */
+  async interpret(text, { picture = false, scene = null, force = null } = {}) {
+    await this.whenReady();
+    const reply = await this.#ask({ type: ToWorker.INTERPRET, text, picture, scene, force }, FromWorker.INTERPRETED, []);
+    return reply.reading;
   }
 
   /** An image's provenance claims (`null` when it has none); rejects with a named Error for an unreadable file. */

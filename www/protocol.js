@@ -4,7 +4,8 @@
 /** Page → worker. */
 export const ToWorker = Object.freeze({
   LOAD: 'load', // {modelUrl, preferGpu, fallbackReason?}
-  GENERATE: 'generate', // {id, prompt, context: Uint32Array|null, settings: {seed, temperature, topK, topP, guidance, keep}}, null: the engine's default
+  INTERPRET: 'interpret', // {id, text, picture: bool, scene: object|null, force: 'new'|'edit'|null}: read a message as the model will
+  GENERATE: 'generate', // {id, prompt, typed?, context: Uint32Array|null, settings: {seed, temperature, topK, topP, guidance, keep}}, null: the engine's default; prompt is what the model reads, typed what the user typed
   CANCEL: 'cancel', // {id}
   ENCODE: 'encode', // {id, bytes: ArrayBuffer}
   LOSE_DEVICE: 'lose-device', // {}: destroy the WebGPU device, as a driver reset would (tests, scripting)
@@ -23,6 +24,7 @@ export const FromWorker = Object.freeze({
   ENCODED: 'encoded', // {id, tokens, rgba, size}
   ERROR: 'error', // {id?, name, message}
   DEVICE_LOST: 'device-lost', // {id?, message}: the GPU is gone; the page restarts the engine on the CPU
+  INTERPRETED: 'interpreted', // {id, reading: {canonical, kind, edit, unknown, notes, note, scene, understood}} or {id, name, message}
   INSPECTED: 'inspected', // {id, claims: object|null} or {id, name, message} when the file is unreadable
   VERIFIED: 'verified', // {id, verdict: {outcome: 'verified'|'not-verified'|'unknown', reason}|null} or {id, name, message}
   REFUSED: 'refused', // {name, message}: a REPLACE model was not accepted; the current model stays loaded

@@ -5,9 +5,10 @@
 //
 // Attributes: `prompt` (used when generate() gets none), `seed` (default 0), `model` (a model folder or its
 // config.json; default the bundled model), and optionally `temperature`, `top-k`, `top-p`, `guidance` (left out:
-// the engine's defaults).
+// the engine's defaults) and `raw` (the model reads the prompt as typed, not as interpreted).
 // Methods: `generate(prompt?)` → Promise<Blob> (a PNG with provenance metadata), `cancel()`.
-// Events (bubbling, composed): `tessera-ready` {modelId, backend}, `tessera-row` {row, rows},
+// Events (bubbling, composed): `tessera-ready` {modelId, backend}, `tessera-interpreted` {canonical, kind,
+// unknown, notes, note, …: the prompt as the model reads it}, `tessera-row` {row, rows},
 // `tessera-done` {blob, tokens, ms}, `tessera-error` {name, message}.
 // Every element with the same model shares one worker and one loaded model; their generations take turns.
 // Styles live in the element's shadow root: nothing leaks in or out (style it through `::part(canvas)` and
@@ -126,7 +127,19 @@ class TesseraGenerator extends HTMLElement {
     }
     const text = (prompt ?? '').trim();
     this.#canvas.setAttribute('aria-label', text);
-    const job = client.generate({ prompt: text, settings: this.#settings() }, (m) => {
+    // The model reads the prompt as the engine interprets it, unless the `raw` attribute says as typed.
+    let reading;
+    this.#job = { id: null }; // busy from here: a second generate() is refused while this one is read
+    try {
+      reading = await client.interpret(text);
+    } catch (e) {
+      this.#job = null;
+      this.#fail(e);
+      throw e;
+    }
+    this.#emit('tessera-interpreted', reading);
+    const model = this.hasAttribute('raw') ? text : reading.canonical;
+    const job = client.generate({ prompt: model, typed: text, settings: this.#settings() }, (m) => {
       this.#size(client.info.imageSize);
       this.#ctx.putImageData(new ImageData(m.rgba, client.info.imageSize, m.height), 0, m.y0);
       this.#caption.textContent = `row ${m.row + 1}/${m.rows}`;
@@ -149,7 +162,7 @@ class TesseraGenerator extends HTMLElement {
 
   /** Stops this element's generation between two tokens (or before it starts); `generate()` rejects with AbortError. */
   cancel() {
-    if (this.#job) this.#client.cancel(this.#job.id);
+    if (this.#job?.id != null) this.#client.cancel(this.#job.id);
   }
 }
 

@@ -131,7 +131,18 @@ async function replace({ source }) {
   }
 }
 
-async function generate({ id, prompt, context, settings }) {
+/** A message read as the loaded model will read it (`interpret`); refused when empty, too long or by the policy. */
+function interpret({ id, text, picture, scene, force }) {
+  const answer = (reply) => post({ type: FromWorker.INTERPRETED, id, ...reply });
+  if (!engine) return answer({ name: 'ModelMissing', message: 'the model is not loaded yet' });
+  try {
+    return answer({ reading: engine.interpret(text, picture, scene ? JSON.stringify(scene) : undefined, force ?? undefined) });
+  } catch (e) {
+    return answer({ name: errorName(e, 'Internal'), message: e.message ?? String(e) });
+  }
+}
+
+async function generate({ id, prompt, typed, context, settings }) {
   if (!engine) return fail(id, 'ModelMissing', 'the model is not loaded yet');
   if (current) return fail(id, 'Busy', 'a generation is already running');
   current = { id, cancelled: false };
@@ -139,7 +150,7 @@ async function generate({ id, prompt, context, settings }) {
   try {
     // A setting left null is the engine's default (engine.info().defaults).
     const given = (v) => v ?? undefined;
-    engine.start(prompt, context ?? undefined, s.seed, given(s.temperature), given(s.topK), given(s.topP), given(s.guidance), given(s.keep));
+    engine.start(prompt, typed ?? undefined, context ?? undefined, s.seed, given(s.temperature), given(s.topK), given(s.topP), given(s.guidance), given(s.keep));
     const start = performance.now();
     let firstRowMs = null;
     let tokens = 0;
@@ -230,6 +241,7 @@ async function encode({ id, bytes }) {
 self.onmessage = ({ data }) => {
   switch (data.type) {
     case ToWorker.LOAD: return load(data);
+    case ToWorker.INTERPRET: return interpret(data);
     case ToWorker.GENERATE: return generate(data);
     case ToWorker.CANCEL: if (current && current.id === data.id) current.cancelled = true; return undefined;
     case ToWorker.ENCODE: return encode(data);

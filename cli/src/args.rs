@@ -47,6 +47,18 @@ impl ModelArg {
         Ok(Arc::new(model))
     }
 
+    /// The model's config alone (what reading a prompt for it needs): the folder's `config.json`, or the
+    /// default architecture's where there is none.
+    pub fn config(&self) -> Result<ModelConfig, Failure> {
+        let path = self.dir().join("config.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{}: {e}", path.display()).into()),
+            Err(_) if self.model.is_none() => Ok(ModelConfig::default_model()),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display()).into()),
+        }
+    }
+
     /// The folder the model is read from.
     pub fn dir(&self) -> PathBuf {
         self.model.clone().unwrap_or_else(bundled_model_dir)

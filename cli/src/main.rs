@@ -9,7 +9,9 @@ mod commands;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use commands::{bench as bench_cmd, data, eval, generate, init, inspect, policy, verify};
+use commands::{
+    bench as bench_cmd, data, eval, generate, init, inspect, interpret, policy, verify,
+};
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +30,9 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Edit an image with an instruction ("make the circle green").
     Edit(generate::EditArgs),
+    /// A message as the model will read it ("interpreted as"): one JSON object with the canonical text,
+    /// whether it is a new picture or an edit (of the --after picture), and the words it could not place.
+    Interpret(interpret::InterpretArgs),
     /// What an image says about where it came from, and whether that checks out. With --prompt it is
     /// regenerated from the recorded model, seed and settings and the pixels are compared.
     Verify(verify::VerifyArgs),
@@ -50,6 +55,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Generate(a) => generate::generate(a),
         Command::Edit(a) => generate::edit(a),
+        Command::Interpret(a) => interpret::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Policy(a) => policy::run(a),
         Command::Init(a) => init::run(a),

@@ -70,6 +70,21 @@ pub struct ModelConfig {
     /// The edit prompt layout the model was trained on; configs without it are image-first.
     #[serde(default)]
     pub edit_layout: EditLayout,
+    /// How a message is put to the model; configs without it read messages into the world's captions.
+    #[serde(default)]
+    pub interpreter: Interpreter,
+}
+
+/// How a message is put to the model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Interpreter {
+    /// Read into the "Shapes & Signs" caption grammar first ([`crate::interpret`]): models of the default
+    /// model's world.
+    #[default]
+    Shapes,
+    /// The text as typed: models with their own text understanding.
+    AsTyped,
 }
 
 fn yes() -> bool {

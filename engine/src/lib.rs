@@ -8,6 +8,7 @@
 //!   picks them;
 //! - [`generation`]: the [`generation::prompt`] and sequence layout, the [`generation::sampler`], and the
 //!   [`Generation`] the caller drives step by step;
+//! - [`interpret`]: a message read into the default model's world ("interpreted as …"), new picture or edit;
 //! - [`trust`]: the prompt policy, the provenance every image carries, and verification by regeneration;
 //! - [`image_input`]: images given to the model (uploads, edits);
 //! - `web` (wasm32 only): the browser's front door, one `Engine` the Web Worker drives.
@@ -16,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod generation;
 pub mod image_input;
+pub mod interpret;
 pub mod kernels;
 pub mod model;
 pub mod trust;

@@ -15,6 +15,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::error::TesseraError;
 use crate::generation::{Generation, Settings, decode_tokens};
+use crate::interpret;
 use crate::model::Model;
 use crate::trust::{Claimed, Policy, Redraw, Verdict};
 
@@ -157,13 +158,39 @@ impl Engine {
         o.into()
     }
 
-    /// Begin a generation (an edit when `context` holds the tokens of the image to edit). Checks the prompt and
-    /// settings (any but the seed left out: the engine's default, as `info().defaults` says); the work happens
-    /// in `step`.
+    /// Reads a message the way this model is prompted with it (`interpret`): `{canonical, kind, edit, unknown,
+    /// notes, note, scene, understood}`. `picture` says whether a picture comes before it, `scene` (JSON) what
+    /// that picture shows when known; `force` (`"new"` or `"edit"`) is the user's override of the kind.
+    /// Refuses an empty, over-long or policy-refused message (as typed, then as interpreted).
+    pub fn interpret(
+        &self,
+        text: &str,
+        picture: bool,
+        scene: Option<String>,
+        force: Option<String>,
+    ) -> Result<JsValue, JsValue> {
+        let reading = read_message(
+            &self.state.borrow().model.config,
+            &self.policy.borrow(),
+            text,
+            picture,
+            scene.as_deref(),
+            force.as_deref(),
+        )
+        .map_err(js_error)?;
+        let json = serde_json::to_string(&reading).expect("an interpretation serialises");
+        js_sys::JSON::parse(&json)
+    }
+
+    /// Begin a generation (an edit when `context` holds the tokens of the image to edit) of `prompt`, the text
+    /// the model reads; `typed`, when given, is what the user typed (the provenance's prompt) and is checked by
+    /// the policy too. Checks the prompt and settings (any but the seed left out: the engine's default, as
+    /// `info().defaults` says); the work happens in `step`.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         &self,
         prompt: String,
+        typed: Option<String>,
         context: Option<Vec<u32>>,
         seed: f64,
         temperature: Option<f32>,
@@ -173,6 +200,9 @@ impl Engine {
         keep: Option<f32>,
     ) -> Result<(), JsValue> {
         self.policy.borrow().check(&prompt).map_err(js_error)?;
+        if let Some(typed) = &typed {
+            self.policy.borrow().check(typed).map_err(js_error)?;
+        }
         let mut s = self.state.borrow_mut();
         let d = Settings::default();
         let settings = Settings {
@@ -183,8 +213,12 @@ impl Engine {
             guidance: guidance.unwrap_or(d.guidance),
             keep: keep.unwrap_or(d.keep),
         };
-        let generation = Generation::new(s.model.clone(), &prompt, context.as_deref(), settings)
-            .map_err(js_error)?;
+        let mut generation =
+            Generation::new(s.model.clone(), &prompt, context.as_deref(), settings)
+                .map_err(js_error)?;
+        if let Some(typed) = &typed {
+            generation = generation.typed_as(typed);
+        }
         s.generation = Some(generation);
         s.verifying = None;
         Ok(())
@@ -303,6 +337,39 @@ pub fn read_provenance(bytes: &[u8]) -> Result<JsValue, JsValue> {
         Some(claims) => js_sys::JSON::parse(&claims.claims_json().to_string()),
         None => Ok(JsValue::NULL),
     }
+}
+
+/// A message read for `config`'s model after the checks every front door makes (see `Engine::interpret`).
+fn read_message(
+    config: &crate::ModelConfig,
+    policy: &Policy,
+    text: &str,
+    picture: bool,
+    scene: Option<&str>,
+    force: Option<&str>,
+) -> crate::Result<interpret::Interpretation> {
+    let scene: Option<interpret::scene::Scene> =
+        scene.map(serde_json::from_str).transpose().map_err(|e| {
+            TesseraError::Config(format!("the previous picture's scene is not valid: {e}"))
+        })?;
+    let force = match force {
+        None => None,
+        Some("new") => Some(interpret::Kind::New),
+        Some("edit") => Some(interpret::Kind::Edit),
+        Some(other) => {
+            return Err(TesseraError::Setting {
+                name: "force",
+                value: other.into(),
+                reason: "use new or edit",
+            });
+        }
+    };
+    let before = if picture {
+        interpret::Before::Picture(scene.as_ref())
+    } else {
+        interpret::Before::Nothing
+    };
+    interpret::checked(config, policy, text, before, force)
 }
 
 /// `{outcome, reason}`: see [`Verdict::outcome`] and [`Verdict::reason`].

@@ -108,7 +108,10 @@ test('a follow-up edits the last image; stop keeps the partial image; sending wh
   // Stop after the first row: the turn keeps what was drawn.
   await page.getByTestId('prompt').fill('');
   await send(page, 'a big yellow heart at the bottom right');
-  await page.waitForFunction(() => window.tessera.events.some((e) => e.type === 'token-row' && e.id === 3));
+  await page.waitForFunction(() => {
+    const third = window.tessera.events.filter((e) => e.type === 'generate')[2];
+    return third && window.tessera.events.some((e) => e.type === 'token-row' && e.id === third.id);
+  });
   await page.getByTestId('stop').click();
   assert.equal(await finalState(page, 2), 'stopped');
   // The rows drawn before the stop keep their pixels; the rows below were never painted and still show the
@@ -123,6 +126,49 @@ test('a follow-up edits the last image; stop keeps the partial image; sending wh
   assert.ok(pixelsOf(0, drawnTo).some((p) => !isFill(p)), 'the rows drawn before the stop are kept');
   assert.ok(pixelsOf(drawnTo, imageSize).every(isFill), 'no row after the stop was painted');
   assert.equal(await turns(page).count(), 3, 'the conversation is intact');
+  assert.deepEqual(problems.console, []);
+  await context.close();
+});
+
+const generates = async (page) => (await events(page)).filter((e) => e.type === 'generate');
+const generated = (page, n) => page.waitForFunction((k) => window.tessera.events.filter((e) => e.type === 'generate').length === k, n);
+
+test('each message is read back: a new description starts a new picture, an edit edits, either can be overridden', async () => {
+  const { page, context, problems } = await open();
+  await ready(page);
+  await send(page, 'a yellow sign that says HELLO in the middle, blue background');
+  assert.equal(await finalState(page, 0), 'done');
+  assert.equal(await turns(page).nth(0).getByTestId('interpreted').textContent(),
+    'interpreted as “a yellow sign that says HELLO in the middle on a blue background” · a new picture');
+  // A whole new scene after the sign is a new picture, not an edit of the sign.
+  await send(page, 'a big red circle in the center on a white background');
+  assert.equal(await finalState(page, 1), 'done');
+  assert.equal(await turns(page).nth(1).getAttribute('data-kind'), 'new');
+  assert.equal((await generates(page))[1].context, 0, 'a new picture does not start from the sign');
+  // A change to it is an edit of it, named the way the model was taught.
+  await send(page, 'now make the circle blue');
+  assert.equal(await finalState(page, 2), 'done');
+  assert.equal(await turns(page).nth(2).getAttribute('data-kind'), 'edit');
+  let edit = (await generates(page))[2];
+  assert.deepEqual([edit.context, edit.prompt], [(await grid(page)) ** 2, 'make the red circle blue']);
+  // Overridden: the same words as a new picture, then as typed; the turn remembers both.
+  await turns(page).nth(2).getByTestId('switch-kind').click();
+  await generated(page, 4);
+  assert.equal(await finalState(page, 2), 'done');
+  assert.equal(await turns(page).nth(2).getAttribute('data-kind'), 'new');
+  assert.equal((await generates(page))[3].context, 0);
+  await turns(page).nth(2).getByTestId('use-typed').click();
+  await generated(page, 5);
+  assert.equal(await finalState(page, 2), 'done');
+  edit = (await generates(page))[4];
+  assert.deepEqual([edit.prompt, edit.context], ['now make the circle blue', 0]);
+  assert.match(await turns(page).nth(2).getByTestId('interpreted').textContent(), /^sent as typed · a new picture/);
+  // Words the model does not know are named before anything is drawn.
+  await send(page, 'a photo of a cat wearing a detective hat');
+  assert.equal(await finalState(page, 3), 'waiting');
+  assert.match(await turns(page).nth(3).textContent(), /does not know “cat”, “detective” or “hat” yet/);
+  assert.equal((await generates(page)).length, 5, 'nothing was drawn');
+  assert.equal(await page.getByTestId('send').isDisabled(), false, 'the conversation goes on');
   assert.deepEqual(problems.console, []);
   await context.close();
 });
@@ -174,9 +220,11 @@ test('bad prompts are refused with a reason and lose nothing', async () => {
   assert.match(await status(page).textContent(), /100000 characters/);
   assert.equal((await page.getByTestId('prompt').inputValue()).length, 100_000, 'the text is kept to shorten');
   assert.equal(await turns(page).count(), 0);
-  // Outside the model's world: it still draws, and says so kindly.
+  // Outside the model's world: said kindly before anything is drawn, and drawn when the user goes ahead.
   await send(page, 'a photo of a cat');
-  assert.match(await turns(page).nth(0).textContent(), /only knows shapes/);
+  assert.equal(await finalState(page, 0), 'waiting');
+  assert.match(await turns(page).nth(0).textContent(), /does not know “cat” yet.*It draws circles/);
+  await turns(page).nth(0).getByTestId('draw-anyway').click();
   assert.equal(await finalState(page, 0), 'done');
   // The prompt policy: refused before any work, the rule and the reason on the turn, an evasion too.
   await send(page, 'a ｎ ｕ ｄ ｅ figure');

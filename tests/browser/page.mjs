@@ -45,11 +45,14 @@ export async function send(page, text) {
   await page.getByTestId('prompt').press('Enter');
 }
 
-/** Waits until turn `index` has finished and returns its state: `done`, `stopped` or `error`. */
+/**
+ * Waits until turn `index` has finished and returns its state: `done`, `stopped`, `error`, or `waiting` (its
+ * message has words the model does not know, and it waits for "Draw it anyway").
+ */
 export async function finalState(page, index) {
   await page.waitForFunction((i) => {
     const t = document.querySelectorAll('[data-testid="turn"]')[i];
-    return t && t.dataset.state !== 'generating';
+    return t && t.dataset.state !== 'generating' && t.dataset.state !== 'reading';
   }, index, { timeout: 300_000 });
   return turns(page).nth(index).getAttribute('data-state');
 }

@@ -16,7 +16,7 @@ async function widgetPage() {
   page.on('pageerror', (e) => problems.push(String(e)));
   await page.addInitScript(() => {
     window.widgetEvents = [];
-    for (const type of ['tessera-ready', 'tessera-row', 'tessera-done', 'tessera-error']) {
+    for (const type of ['tessera-ready', 'tessera-interpreted', 'tessera-row', 'tessera-done', 'tessera-error']) {
       document.addEventListener(type, (e) => {
         const { blob, ...detail } = e.detail;
         window.widgetEvents.push({ type, id: e.target.id, detail, blob: blob ? blob.size : undefined });
@@ -52,9 +52,11 @@ test('two widgets share one engine, fire their events in order and resolve to PN
     const ev = await eventsOf(page, id);
     const rows = ev.filter((e) => e.type === 'tessera-row');
     assert.equal(ev[0].type, 'tessera-ready');
+    assert.equal(ev[1].type, 'tessera-interpreted', `${id}: the prompt is read before it is drawn`);
+    assert.match(ev[1].detail.canonical, /^a (big|small) /);
     assert.deepEqual(rows.map((e) => e.detail.row), [...Array(rows[0].detail.rows).keys()], `${id}: rows in order`);
     assert.equal(ev.at(-1).type, 'tessera-done');
-    assert.equal(ev.length, rows.length + 2, `${id}: ready, rows, done and nothing else`);
+    assert.equal(ev.length, rows.length + 3, `${id}: ready, interpreted, rows, done and nothing else`);
     assert.ok(ev.at(-1).blob > 0 && ev.at(-1).detail.tokens === rows.length ** 2 && ev.at(-1).detail.ms > 0);
   }
   assert.equal(env.server.hits.filter((p) => p === '/models/tessera-micro/model.safetensors').length - weightsBefore, 1,

@@ -8,6 +8,9 @@ pub mod eval;
 pub mod scenes;
 
 #[cfg(test)]
+mod interpretation;
+
+#[cfg(test)]
 mod tests {
     use crate::scenes::sample::{Mix, example_rng, training_sample};
     use tessera::Policy;

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use tessera::interpret::{self, Before, Interpretation, Kind};
 use tessera::{Generation, Model, Settings};
 use tessera_cli::content_credentials::{self, LocalKey};
 
@@ -41,40 +42,89 @@ pub struct DrawArgs {
     pub model: ModelArg,
     #[command(flatten)]
     pub policy: PolicyArg,
+    /// Prompt the model with the text as typed, not as interpreted into its world.
+    #[arg(long)]
+    pub raw: bool,
 }
 
 pub fn generate(a: GenerateArgs) -> Result<(), Failure> {
     let d = a.draw;
     let settings = d.sampling.settings(d.seed);
     settings.validate()?;
-    d.policy.load()?.check(&a.prompt)?;
+    let reading = read(&d, &a.prompt, Before::Nothing, None)?;
     let model = d.model.load()?;
-    draw(&model, &a.prompt, None, settings, &d.out)
+    draw(&model, &a.prompt, &reading, None, settings, &d.out)
 }
 
 pub fn edit(a: EditArgs) -> Result<(), Failure> {
     let d = a.draw;
     let settings = d.sampling.settings(d.seed);
     settings.validate()?;
-    d.policy.load()?.check(&a.instruction)?;
+    let reading = read(&d, &a.instruction, Before::Picture(None), Some(Kind::Edit))?;
     let shown = a.input.display();
     let bytes = std::fs::read(&a.input).map_err(|e| format!("cannot read {shown}: {e}"))?;
     let model = d.model.load()?;
     let rgb = tessera::image_input::load_rgb(&bytes, model.config.image_size as u32)
         .map_err(|e| format!("{shown}: {e}"))?;
     let context = pollster::block_on(model.encode_rgb(&rgb))?;
-    draw(&model, &a.instruction, Some(&context), settings, &d.out)
+    draw(
+        &model,
+        &a.instruction,
+        &reading,
+        Some(&context),
+        settings,
+        &d.out,
+    )
 }
 
-/// Runs the generation with a progress bar and writes the signed PNG to `out`.
+/// How the model is prompted with `typed`: as interpreted, or (`None`) as typed with `--raw`; refused (as
+/// typed and as interpreted) by the policy, or when empty or too long.
+fn read(
+    d: &DrawArgs,
+    typed: &str,
+    before: Before,
+    force: Option<Kind>,
+) -> Result<Option<Interpretation>, Failure> {
+    let policy = d.policy.load()?;
+    if d.raw {
+        policy.check(typed)?;
+        return Ok(None);
+    }
+    Ok(Some(interpret::checked(
+        &d.model.config()?,
+        &policy,
+        typed,
+        before,
+        force,
+    )?))
+}
+
+/// "interpreted as …", what was filled in, and the kind note.
+fn say(r: &Interpretation) {
+    eprintln!("interpreted as: {}", r.canonical);
+    for note in &r.notes {
+        eprintln!("  note: {note}");
+    }
+    if let Some(note) = &r.note {
+        eprintln!("  {note}");
+    }
+}
+
+/// Runs the generation of `prompt` as `reading` reads it (as typed without one; the provenance records the
+/// prompt as typed) with a progress bar, and writes the signed PNG to `out`.
 fn draw(
     model: &Arc<Model>,
     prompt: &str,
+    reading: &Option<Interpretation>,
     context: Option<&[u32]>,
     settings: Settings,
     out: &Path,
 ) -> Result<(), Failure> {
-    let mut generation = Generation::new(model.clone(), prompt, context, settings)?;
+    let text = reading.as_ref().map_or(prompt, |r| r.canonical.as_str());
+    let mut generation = Generation::new(model.clone(), text, context, settings)?.typed_as(prompt);
+    if let Some(r) = reading {
+        say(r);
+    }
     let bar = ProgressBar::new(generation.total_tokens() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:32} {pos}/{len} tokens  {per_sec}  {msg}")

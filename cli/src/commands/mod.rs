@@ -6,5 +6,6 @@ pub mod eval;
 pub mod generate;
 pub mod init;
 pub mod inspect;
+pub mod interpret;
 pub mod policy;
 pub mod verify;

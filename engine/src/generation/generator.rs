@@ -42,8 +42,11 @@ pub struct Generation {
     settings: Settings,
     sampler: Sampler,
     cache: KvCache,
-    /// The text as given: what the provenance hashes.
+    /// The text the model reads.
     text: String,
+    /// The prompt as typed, when the model reads it interpreted ([`Generation::typed_as`]): what the
+    /// provenance records as the prompt.
+    typed: Option<String>,
     prompt: Prompt,
     /// 2 with guidance, 1 without.
     batch: usize,
@@ -97,6 +100,7 @@ impl Generation {
             settings,
             cache,
             text: text.to_string(),
+            typed: None,
             prompt,
             batch,
             tokens: Vec::with_capacity(n),
@@ -130,6 +134,13 @@ impl Generation {
         &self.settings
     }
 
+    /// The same generation, its text being `prompt` as interpreted: the provenance records `prompt` as the
+    /// prompt and a hash of the text the model read.
+    pub fn typed_as(mut self, prompt: &str) -> Self {
+        self.typed = Some(prompt.to_string());
+        self
+    }
+
     /// What the image claims about where it came from: the model, its weights, the settings, a hash of the
     /// prompt (and of the source image's tokens, for an edit), and `created` (RFC 3339, UTC) when the caller
     /// knows the clock. Every front door writes these claims, and only these.
@@ -139,9 +150,10 @@ impl Generation {
             &model.config.model_id,
             &model.sha256,
             &self.settings,
-            &self.text,
+            self.typed.as_deref().unwrap_or(&self.text),
             self.source.as_deref(),
-        );
+        )
+        .model_saw(&self.text);
         match created {
             Some(time) => claims.created_at(time),
             None => claims,

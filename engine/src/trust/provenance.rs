@@ -1,7 +1,8 @@
 //! Provenance for every image the engine writes: an XMP packet in a PNG `iTXt` chunk (keyword
 //! `XML:com.adobe.xmp`, the place exiftool and other readers look) stating the IPTC digital source type
 //! `trainedAlgorithmicMedia`, the model id and weights hash, the seed and sampling settings, a hash of the
-//! prompt (not the prompt itself: the image should not leak what was typed), and when it was made
+//! prompt (not the prompt itself: the image should not leak what was typed) and, when the model was prompted
+//! with the prompt as interpreted, a hash of that text too, and when it was made
 //! (`xmp:CreateDate`, set by the front door that knows the clock).
 
 use crate::generation::sampler::Settings;
@@ -18,6 +19,9 @@ pub struct Provenance {
     pub settings: Settings,
     /// sha256 of the prompt's UTF-8 bytes.
     pub prompt_sha256: String,
+    /// sha256 of the text the model saw, when that was not the prompt as typed (the interpreter's
+    /// canonical caption); `None`: the model saw the prompt.
+    pub model_text_sha256: Option<String>,
     /// For edits: sha256 of the edited image's tokens (little-endian u32s).
     pub source_sha256: Option<String>,
     /// When the image was made, RFC 3339 in UTC.
@@ -37,10 +41,18 @@ impl Provenance {
             model_sha256: model_sha256.into(),
             settings: settings.clone(),
             prompt_sha256: sha256_hex(prompt.as_bytes()),
+            model_text_sha256: None,
             source_sha256: source
                 .map(|t| sha256_hex(&t.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<_>>())),
             created: None,
         }
+    }
+
+    /// The same claims for a model that was prompted with `model_text` rather than the prompt.
+    pub fn model_saw(mut self, model_text: &str) -> Self {
+        let hash = sha256_hex(model_text.as_bytes());
+        self.model_text_sha256 = (hash != self.prompt_sha256).then_some(hash);
+        self
     }
 
     /// The same claims with the time the image was made (RFC 3339, UTC).
@@ -50,7 +62,7 @@ impl Provenance {
     }
 
     /// The claims as one JSON object (`modelId`, `modelSha256`, `seed`, `temperature`, `topK`, `topP`, `guidance`,
-    /// `keep`, `promptSha256`, `sourceTokensSha256`, `created`; absent values are `null`): the C2PA manifest's
+    /// `keep`, `promptSha256`, `modelTextSha256`, `sourceTokensSha256`, `created`; absent values are `null`): the C2PA manifest's
     /// generation assertion and what the browser's `readProvenance` returns.
     pub fn claims_json(&self) -> serde_json::Value {
         let s = &self.settings;
@@ -64,6 +76,7 @@ impl Provenance {
             "guidance": s.guidance,
             "keep": s.keep,
             "promptSha256": self.prompt_sha256,
+            "modelTextSha256": self.model_text_sha256,
             "sourceTokensSha256": self.source_sha256,
             "created": self.created,
         })
@@ -75,6 +88,9 @@ impl Provenance {
         let top_k = s.top_k.map_or("none".to_string(), |k| k.to_string());
         let source = self.source_sha256.as_ref().map_or(String::new(), |h| {
             format!("\n      tessera:SourceTokensSha256=\"{h}\"")
+        });
+        let model_text = self.model_text_sha256.as_ref().map_or(String::new(), |h| {
+            format!("\n      tessera:ModelTextSha256=\"{h}\"")
         });
         let created = self.created.as_ref().map_or(String::new(), |t| {
             format!("\n      xmp:CreateDate=\"{}\"", xml_escape(t))
@@ -96,7 +112,7 @@ impl Provenance {
       tessera:TopP="{}"
       tessera:Guidance="{}"
       tessera:Keep="{}"
-      tessera:PromptSha256="{}"{source}{created}/>
+      tessera:PromptSha256="{}"{model_text}{source}{created}/>
   </rdf:RDF>
 </x:xmpmeta>
 <?xpacket end="r"?>"#,
@@ -161,6 +177,7 @@ impl Provenance {
                 },
             },
             prompt_sha256: attr("tessera:PromptSha256")?,
+            model_text_sha256: attr("tessera:ModelTextSha256").ok(),
             source_sha256: attr("tessera:SourceTokensSha256").ok(),
             created: attr("xmp:CreateDate").ok(),
         })

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::error::{Result, TesseraError};
 use crate::generation::Generation;
+use crate::interpret::{self, Before};
 use crate::model::{Model, sha256_hex};
 use crate::trust::provenance::{Provenance, xmp_in};
 
@@ -37,6 +38,9 @@ pub enum Verdict {
     WrongPrompt,
     /// The image is an edit: the tokens of the image it edited are not in the file, so it cannot be redrawn.
     Edit,
+    /// The model read the prompt as interpreted, and interpreting it here does not give the text it read
+    /// (it followed an earlier picture, or another version of the interpreter read it).
+    TextNotRecovered,
     /// The image names other weights than the model at hand.
     OtherModel {
         model_id: String,
@@ -69,7 +73,7 @@ impl Verdict {
             Verdict::WrongPrompt | Verdict::WrongSize { .. } | Verdict::PixelsDiffer { .. } => {
                 "not-verified"
             }
-            Verdict::Edit | Verdict::OtherModel { .. } => "unknown",
+            Verdict::Edit | Verdict::TextNotRecovered | Verdict::OtherModel { .. } => "unknown",
         }
     }
 
@@ -81,6 +85,11 @@ impl Verdict {
             }
             Verdict::Edit => {
                 "this image is an edit, and the tokens of the image it edited are not in the file"
+                    .into()
+            }
+            Verdict::TextNotRecovered => {
+                "the model read this prompt as interpreted, and reading it here does not give \
+                 the same text (it followed an earlier picture, or another version read it)"
                     .into()
             }
             Verdict::OtherModel {
@@ -189,7 +198,18 @@ impl Claimed {
                 size,
             }));
         }
-        let generation = Generation::new(model, prompt, None, claims.settings.clone())?;
+        // The text the model read: the prompt, or the prompt as interpreted with no picture before it.
+        let text = match &claims.model_text_sha256 {
+            None => prompt.to_string(),
+            Some(hash) => {
+                let read = interpret::for_model(&model.config, prompt, Before::Nothing, None);
+                if sha256_hex(read.canonical.as_bytes()) != *hash {
+                    return Ok(Redraw::Decided(Verdict::TextNotRecovered));
+                }
+                read.canonical
+            }
+        };
+        let generation = Generation::new(model, &text, None, claims.settings.clone())?;
         Ok(Redraw::Draw(Box::new(generation)))
     }
 

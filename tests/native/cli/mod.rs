@@ -447,7 +447,7 @@ fn eval_scores_every_split_and_its_judge_reads_ground_truth_perfectly() {
     let r = tessera(&[
         "eval",
         "--n",
-        "7",
+        "8",
         "--seed",
         "3",
         "--guidance",
@@ -460,7 +460,7 @@ fn eval_scores_every_split_and_its_judge_reads_ground_truth_perfectly() {
     ]);
     assert!(r.ok, "{}", r.stderr);
     let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(report["n"], 7);
+    assert_eq!(report["n"], 8);
     assert_eq!(report["detector_gt"], 1.0, "{report}");
     for key in [
         "single",
@@ -473,6 +473,9 @@ fn eval_scores_every_split_and_its_judge_reads_ground_truth_perfectly() {
         "zh",
         "zh_en",
         "heldout",
+        "paraphrase_raw",
+        "paraphrase_interpreted",
+        "paraphrase_read",
         "background",
         "extra_objects",
         "vq_text",
@@ -482,7 +485,7 @@ fn eval_scores_every_split_and_its_judge_reads_ground_truth_perfectly() {
             .unwrap_or_else(|| panic!("{key} missing: {report}"));
         assert!((0.0..=1.0).contains(&v), "{key} = {v}");
     }
-    // One sample of each of the seven splits: one edit, of a known kind.
+    // One sample of each of the eight splits: one edit, of a known kind.
     let ops = report["edit_ops"].as_object().unwrap();
     assert_eq!(ops.len(), 1, "{report}");
     let kinds = [
@@ -499,7 +502,7 @@ fn eval_scores_every_split_and_its_judge_reads_ground_truth_perfectly() {
         &dir.join("never-written"),
         "--n must be at least 1",
     );
-    // One split: the samples a full run of 7·n holds at that split's places (the same edit as above first).
+    // One split: the samples a full run of 8·n holds at that split's places (the same edit as above first).
     let r = tessera(&[
         "eval",
         "--n",
@@ -591,4 +594,122 @@ fn data_takes_a_training_mix_and_refuses_a_bad_one() {
         r.stderr
     );
     assert!(!bad.exists());
+}
+
+#[test]
+fn interpret_reads_a_message_and_generate_prompts_the_model_with_it() {
+    let model = tiny_model(|_, _| {});
+    let m = model.to_str().unwrap();
+    let dir = temp_dir("interpret");
+    let json = |r: &Outcome| -> serde_json::Value {
+        assert!(r.ok, "{}", r.stderr);
+        serde_json::from_str(&r.stdout).unwrap()
+    };
+    let cat = json(&tessera(&[
+        "interpret",
+        "a photo of a cat wearing a detective hat",
+    ]));
+    assert_eq!(cat["kind"], "new");
+    assert_eq!(
+        cat["unknown"],
+        serde_json::json!(["cat", "detective", "hat"])
+    );
+    assert!(
+        cat["note"].as_str().unwrap().contains("It draws circles"),
+        "{cat}"
+    );
+    let sign = json(&tessera(&[
+        "interpret",
+        "一块黄色的牌子，上面写着HELLO，蓝色背景",
+    ]));
+    assert_eq!(
+        sign["canonical"],
+        "a yellow sign that says HELLO in the middle on a blue background"
+    );
+
+    // The model reads the interpretation; the provenance hashes the prompt as typed and the text it read.
+    let out = dir.join("circle.png");
+    let o = out.to_str().unwrap();
+    let r = tessera(&["generate", "a red circle", "-o", o, "--model", m]);
+    assert!(
+        r.ok && r
+            .stderr
+            .contains("interpreted as: a big red circle in the center on a white background"),
+        "{}",
+        r.stderr
+    );
+    let xmp = tessera::trust::provenance::read_xmp(&std::fs::read(&out).unwrap()).unwrap();
+    let sha = |t: &str| tessera::sha256_hex(t.as_bytes());
+    assert!(xmp.contains(&format!("tessera:PromptSha256=\"{}\"", sha("a red circle"))));
+    assert!(xmp.contains(&format!(
+        "tessera:ModelTextSha256=\"{}\"",
+        sha("a big red circle in the center on a white background")
+    )));
+    // Regenerated from the prompt as typed: the verifier reads it the same way.
+    let r = tessera(&["verify", o, "--prompt", "a red circle", "--model", m]);
+    assert!(
+        r.ok && r.stdout.contains("VERIFIED"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+
+    // --raw: the text as typed, and nothing else recorded.
+    let raw = dir.join("raw.png");
+    let r = tessera(&[
+        "generate",
+        "a red circle",
+        "--raw",
+        "-o",
+        raw.to_str().unwrap(),
+        "--model",
+        m,
+    ]);
+    assert!(r.ok && !r.stderr.contains("interpreted as"), "{}", r.stderr);
+    let xmp = tessera::trust::provenance::read_xmp(&std::fs::read(&raw).unwrap()).unwrap();
+    assert!(!xmp.contains("ModelTextSha256"), "{xmp}");
+
+    // After a picture: an edit of it; a picture without provenance is refused.
+    let edit = json(&tessera(&[
+        "interpret",
+        "make the circle blue",
+        "--after",
+        o,
+    ]));
+    assert_eq!(
+        (&edit["kind"], &edit["edit"]["op"]),
+        (&"edit".into(), &"recolor".into())
+    );
+    assert_eq!(edit["canonical"], "make the circle blue");
+    let new = json(&tessera(&[
+        "interpret",
+        "a green star on black",
+        "--after",
+        o,
+    ]));
+    assert_eq!(new["kind"], "new");
+    let forced = json(&tessera(&[
+        "interpret",
+        "make the circle blue",
+        "--after",
+        o,
+        "--kind",
+        "new",
+    ]));
+    assert_eq!(forced["kind"], "new");
+    let plain = dir.join("plain.png");
+    image::RgbImage::new(8, 8).save(&plain).unwrap();
+    let never = dir.join("never-written");
+    fails_with(
+        &[
+            "interpret",
+            "make it blue",
+            "--after",
+            plain.to_str().unwrap(),
+        ],
+        &never,
+        "carries no Tessera provenance",
+    );
+    fails_with(&["interpret", "  "], &never, "the prompt is empty");
+    fails_with(&["interpret", "a ｎｕｄｅ figure"], &never, "rule `sexual`");
 }

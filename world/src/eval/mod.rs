@@ -13,9 +13,13 @@
 //!   `edit_correct` per kind of edit (add, remove, recolor, move, background, sign_text);
 //! - `zh`: one to four objects captioned in Chinese; the same scenes are also generated from their English
 //!   captions, reported as `zh_en`, so the two are compared on identical scenes;
-//! - `heldout`: one to three objects, at least one a held-out shape × colour pair; per object.
+//! - `heldout`: one to three objects, at least one a held-out shape × colour pair; per object;
+//! - `paraphrase`: single, multi and grid scenes (in turn; a third in Chinese) prompted in words unlike the
+//!   captions' ([`paraphrase`]): `paraphrase_raw` per object with the prompt as typed,
+//!   `paraphrase_interpreted` per object with the prompt as the engine's interpreter reads it, and
+//!   `paraphrase_read` the share of prompts the interpreter reads as exactly their scene.
 //!
-//! `--only SPLIT` runs the samples of one split that a full run seven times as long would draw.
+//! `--only SPLIT` runs the samples of one split that a full run eight times as long would draw.
 //!
 //! `vq_psnr` is the VQ's reconstruction of every ground-truth target image; `vq_text` the share of signs
 //! whose word still reads right after that round trip (the ceiling the tokenizer puts on `text`);
@@ -23,6 +27,7 @@
 //! judged.
 
 pub mod detector;
+pub mod paraphrase;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,6 +43,7 @@ use tessera::Generation;
 use tessera::Model;
 use tessera::Result;
 use tessera::Settings;
+use tessera::interpret::{Before, interpret};
 
 /// A channel may differ by this much from the source and still count as preserved (VQ reconstruction alone
 /// moves edges by about this much).
@@ -52,6 +58,7 @@ enum Split {
     Edit,
     Zh,
     HeldOut,
+    Paraphrase,
 }
 
 impl Split {
@@ -64,6 +71,7 @@ impl Split {
             Split::Edit => "edit",
             Split::Zh => "zh",
             Split::HeldOut => "heldout",
+            Split::Paraphrase => "paraphrase",
         }
     }
 }
@@ -81,7 +89,7 @@ pub struct Outcome<'a> {
     pub right: bool,
 }
 
-const SPLITS: [Split; 7] = [
+const SPLITS: [Split; 8] = [
     Split::Single,
     Split::Multi,
     Split::Grid,
@@ -89,6 +97,7 @@ const SPLITS: [Split; 7] = [
     Split::Edit,
     Split::Zh,
     Split::HeldOut,
+    Split::Paraphrase,
 ];
 
 /// Right / total, reported as a fraction.
@@ -124,6 +133,9 @@ pub struct Report {
     pub zh: Option<f64>,
     pub zh_en: Option<f64>,
     pub heldout: Option<f64>,
+    pub paraphrase_raw: Option<f64>,
+    pub paraphrase_interpreted: Option<f64>,
+    pub paraphrase_read: Option<f64>,
     /// Share of images whose background colour is right.
     pub background: Option<f64>,
     /// Share of cells that should be empty where something was drawn.
@@ -263,8 +275,17 @@ fn draw(seed: u64, i: usize) -> (Split, Sample, Option<Sample>) {
             Lang::En,
             HeldOut::Require,
         ),
+        Split::Paraphrase => {
+            let k = i / SPLITS.len();
+            let category = [Category::Single, Category::Multi, Category::Grid][k % 3];
+            let lang = if k % 3 == 1 { Lang::Zh } else { Lang::En };
+            (category, lang, HeldOut::Exclude)
+        }
     };
     let mut s = sample(&mut rng, category, lang, held);
+    if split == Split::Paraphrase {
+        s.text = paraphrase::paraphrase(&mut rng, &s.scene, lang);
+    }
     // Grids in the eval are the hard ones: 3×3 and 4×4.
     while split == Split::Grid && s.scene.layout.n() < 3 {
         s = sample(&mut rng, category, lang, held);
@@ -279,7 +300,7 @@ fn draw(seed: u64, i: usize) -> (Split, Sample, Option<Sample>) {
 
 /// What `--only` with an unknown name is told: every name of [`split_names`] (a unit test keeps the two
 /// alike; an error's reason is a `&'static str`).
-const UNKNOWN_SPLIT: &str = "use one of single, multi, grid, text, edit, zh, heldout";
+const UNKNOWN_SPLIT: &str = "use one of single, multi, grid, text, edit, zh, heldout, paraphrase";
 
 /// The names of ShapesEval's splits, in the order samples are drawn.
 pub fn split_names() -> impl Iterator<Item = &'static str> {
@@ -288,7 +309,7 @@ pub fn split_names() -> impl Iterator<Item = &'static str> {
 
 /// Run ShapesEval: `n` samples drawn with `seed`, generated with `settings` (each sample's sampler seed is
 /// derived from `seed` and its index). With `only` (a name of [`split_names`]), the `n` samples are that
-/// split's: the very samples a full run of 7·`n` would hold, so a split's figure costs a seventh of the
+/// split's: the very samples a full run of 8·`n` would hold, so a split's figure costs an eighth of the
 /// time. `observe` sees each sample once it is scored.
 pub fn run(
     model: &Arc<Model>,
@@ -381,6 +402,20 @@ pub fn run(
                 let (kept, total) = preserved(&img, source_render.as_ref().unwrap(), &target);
                 t.entry("edit_preserved").or_default().add(kept, total);
             }
+            Split::Paraphrase => {
+                t.entry("paraphrase_raw")
+                    .or_default()
+                    .add(sc.objects_right, sc.objects);
+                let reading = interpret(&s.text, Before::Nothing, None);
+                t.entry("paraphrase_read")
+                    .or_default()
+                    .add((reading.scene.as_ref() == Some(&s.scene)) as usize, 1);
+                let read = generate(model, &reading.canonical, None, &per_sample)?;
+                let sc_read = score(&read, &s.scene);
+                t.entry("paraphrase_interpreted")
+                    .or_default()
+                    .add(sc_read.objects_right, sc_read.objects);
+            }
             Split::Zh => {
                 t.entry("zh").or_default().add(sc.objects_right, sc.objects);
                 let en = english.expect("zh samples carry their English caption");
@@ -415,6 +450,9 @@ pub fn run(
         zh: f("zh"),
         zh_en: f("zh_en"),
         heldout: f("heldout"),
+        paraphrase_raw: f("paraphrase_raw"),
+        paraphrase_interpreted: f("paraphrase_interpreted"),
+        paraphrase_read: f("paraphrase_read"),
         background: f("background"),
         extra_objects: f("extra"),
         vq_psnr: if n > 0 { psnr_sum / n as f64 } else { 0.0 },

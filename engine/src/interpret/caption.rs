@@ -1,10 +1,54 @@
-//! Captions and edit instructions for scenes, in English and Chinese, each with several phrasings so the
-//! model learns the meaning rather than one template. The phrasing is drawn from the caller's RNG.
+//! The world's caption grammar: captions and edit instructions for scenes, in English and Chinese, each with
+//! several phrasings so the model learns the meaning rather than one template. The phrasing is drawn from
+//! the caller's [`Phrasing`]: an RNG for training data and ShapesEval, [`Canonical`] for the one form the
+//! interpreter writes back.
 
 use rand::Rng;
 use rand::seq::IndexedRandom;
 
-use super::{Color, Edit, Lang, Layout, Object, Scene, Shape, Sign, Size};
+use super::scene::{Edit, Lang, Layout, Object, Scene, Sign, Size};
+
+/// Where a caption's choices of phrasing come from.
+pub trait Phrasing {
+    /// One of `options` (never empty).
+    fn pick<'a>(&mut self, options: &[&'a str]) -> &'a str;
+    /// One of `n` sentence forms, `0..n`.
+    fn form(&mut self, n: i32) -> i32;
+    /// Whether to take a variant offered with probability `p`.
+    fn chance(&mut self, p: f64) -> bool;
+}
+
+/// Any RNG draws phrasings; each choice consumes the RNG exactly as the training data was drawn.
+impl<R: Rng + ?Sized> Phrasing for R {
+    fn pick<'a>(&mut self, options: &[&'a str]) -> &'a str {
+        options.choose(self).expect("phrasings are never empty")
+    }
+
+    fn form(&mut self, n: i32) -> i32 {
+        self.random_range(0..n)
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        self.random_bool(p)
+    }
+}
+
+/// The first phrasing of everything, objects named by colour and shape: the canonical caption.
+pub struct Canonical;
+
+impl Phrasing for Canonical {
+    fn pick<'a>(&mut self, options: &[&'a str]) -> &'a str {
+        options[0]
+    }
+
+    fn form(&mut self, _: i32) -> i32 {
+        0
+    }
+
+    fn chance(&mut self, _: f64) -> bool {
+        false
+    }
+}
 
 /// English names of the 3×3 positions, several phrasings each, indexed `[row][col]`.
 const POS_EN: [[&[&str]; 3]; 3] = [
@@ -58,8 +102,8 @@ const SIGN_ROW_EN: [&[&str]; 3] = [
 ];
 const SIGN_ROW_ZH: [&str; 3] = ["上方", "中间", "下方"];
 
-fn pick<'a, R: Rng>(rng: &mut R, options: &[&'a str]) -> &'a str {
-    options.choose(rng).expect("phrasings are never empty")
+fn pick<'a, R: Phrasing + ?Sized>(rng: &mut R, options: &[&'a str]) -> &'a str {
+    rng.pick(options)
 }
 
 fn article(next: &str) -> &'static str {
@@ -70,7 +114,7 @@ fn article(next: &str) -> &'static str {
     }
 }
 
-fn size_en<R: Rng>(rng: &mut R, size: Size) -> &'static str {
+fn size_en<R: Phrasing + ?Sized>(rng: &mut R, size: Size) -> &'static str {
     match size {
         Size::Small => pick(rng, &["small", "little"]),
         Size::Big => pick(rng, &["big", "large"]),
@@ -85,13 +129,13 @@ fn size_zh(size: Size) -> &'static str {
 }
 
 /// "a big red circle" / "一个大的红色圆形"
-fn object_phrase<R: Rng>(rng: &mut R, o: &Object, lang: Lang) -> String {
+fn object_phrase<R: Phrasing + ?Sized>(rng: &mut R, o: &Object, lang: Lang) -> String {
     match lang {
         Lang::En => {
             let size = size_en(rng, o.size);
             format!("{} {size} {} {}", article(size), o.color.en(), o.shape.en())
         }
-        Lang::Zh => match rng.random_range(0..2) {
+        Lang::Zh => match rng.form(2) {
             0 => format!("一个{}的{}{}", size_zh(o.size), o.color.zh(), o.shape.zh()),
             _ => format!("一个{}{}{}", o.color.zh(), size_zh(o.size), o.shape.zh()),
         },
@@ -99,7 +143,7 @@ fn object_phrase<R: Rng>(rng: &mut R, o: &Object, lang: Lang) -> String {
 }
 
 /// "a big red circle in the top left corner" / "左上角有一个大的红色圆形"
-fn placed_phrase<R: Rng>(rng: &mut R, o: &Object, lang: Lang) -> String {
+fn placed_phrase<R: Phrasing + ?Sized>(rng: &mut R, o: &Object, lang: Lang) -> String {
     let obj = object_phrase(rng, o, lang);
     match lang {
         Lang::En => format!(
@@ -113,7 +157,7 @@ fn placed_phrase<R: Rng>(rng: &mut R, o: &Object, lang: Lang) -> String {
     }
 }
 
-fn sign_phrase<R: Rng>(rng: &mut R, s: &Sign, lang: Lang) -> String {
+fn sign_phrase<R: Phrasing + ?Sized>(rng: &mut R, s: &Sign, lang: Lang) -> String {
     match lang {
         Lang::En => {
             let says = pick(rng, &["that says", "reading", "with the word"]);
@@ -143,7 +187,7 @@ fn join_en(items: &[String]) -> String {
 }
 
 /// Describe a scene in one caption.
-pub fn describe<R: Rng>(rng: &mut R, scene: &Scene, lang: Lang) -> String {
+pub fn describe<R: Phrasing + ?Sized>(rng: &mut R, scene: &Scene, lang: Lang) -> String {
     let bg = scene.background;
     if let Layout::Grid(n) = scene.layout {
         return grid_caption(rng, scene, n, lang);
@@ -164,7 +208,7 @@ pub fn describe<R: Rng>(rng: &mut R, scene: &Scene, lang: Lang) -> String {
                     bg.en()
                 );
             }
-            match rng.random_range(0..3) {
+            match rng.form(3) {
                 0 => format!("{body} on {} {} background", article(bg.en()), bg.en()),
                 1 => format!("{body}, {} background", bg.en()),
                 _ => format!("{} background with {body}", bg.en()),
@@ -175,7 +219,7 @@ pub fn describe<R: Rng>(rng: &mut R, scene: &Scene, lang: Lang) -> String {
                 return format!("空白的{}背景", bg.zh());
             }
             let body = parts.join("，");
-            match rng.random_range(0..2) {
+            match rng.form(2) {
                 0 => format!("{}背景上，{body}", bg.zh()),
                 _ => format!("{body}，背景是{}", bg.zh()),
             }
@@ -183,7 +227,7 @@ pub fn describe<R: Rng>(rng: &mut R, scene: &Scene, lang: Lang) -> String {
     }
 }
 
-fn grid_caption<R: Rng>(rng: &mut R, scene: &Scene, n: u8, lang: Lang) -> String {
+fn grid_caption<R: Phrasing + ?Sized>(rng: &mut R, scene: &Scene, n: u8, lang: Lang) -> String {
     let bg = scene.background;
     match lang {
         Lang::En => {
@@ -193,7 +237,7 @@ fn grid_caption<R: Rng>(rng: &mut R, scene: &Scene, n: u8, lang: Lang) -> String
                 .map(|o| format!("{} {}", o.color.en(), o.shape.en()))
                 .collect();
             let items = items.join(", ");
-            match rng.random_range(0..2) {
+            match rng.form(2) {
                 0 => format!(
                     "a {n} by {n} grid on {} {} background: {items}",
                     article(bg.en()),
@@ -212,7 +256,7 @@ fn grid_caption<R: Rng>(rng: &mut R, scene: &Scene, n: u8, lang: Lang) -> String
                 .map(|o| format!("{}{}", o.color.zh(), o.shape.zh()))
                 .collect();
             let items = items.join("、");
-            match rng.random_range(0..2) {
+            match rng.form(2) {
                 0 => format!("{}背景上的{n}×{n}网格：{items}", bg.zh()),
                 _ => format!("{n}×{n}网格，{}背景，按阅读顺序：{items}", bg.zh()),
             }
@@ -222,9 +266,9 @@ fn grid_caption<R: Rng>(rng: &mut R, scene: &Scene, n: u8, lang: Lang) -> String
 
 /// How an instruction names an object: by shape alone when it is the only one of its shape, else by colour
 /// and shape (the sampler keeps colour × shape unique within a scene).
-fn reference<R: Rng>(rng: &mut R, scene: &Scene, o: &Object, lang: Lang) -> String {
+fn reference<R: Phrasing + ?Sized>(rng: &mut R, scene: &Scene, o: &Object, lang: Lang) -> String {
     let unique_shape = scene.objects.iter().filter(|x| x.shape == o.shape).count() == 1;
-    let by_shape = unique_shape && rng.random_bool(0.4);
+    let by_shape = unique_shape && rng.chance(0.4);
     match (lang, by_shape) {
         (Lang::En, true) => format!("the {}", o.shape.en()),
         (Lang::En, false) => format!("the {} {}", o.color.en(), o.shape.en()),
@@ -234,7 +278,22 @@ fn reference<R: Rng>(rng: &mut R, scene: &Scene, o: &Object, lang: Lang) -> Stri
 }
 
 /// An edit instruction for `edit` applied to `scene`.
-pub fn instruct<R: Rng>(rng: &mut R, scene: &Scene, edit: &Edit, lang: Lang) -> String {
+pub fn instruct<R: Phrasing + ?Sized>(
+    rng: &mut R,
+    scene: &Scene,
+    edit: &Edit,
+    lang: Lang,
+) -> String {
+    instruct_naming(rng, edit, lang, |rng, o| reference(rng, scene, o, lang))
+}
+
+/// An edit instruction for `edit` whose edited object is called what `name` says ("the red circle").
+pub fn instruct_naming<R: Phrasing + ?Sized>(
+    rng: &mut R,
+    edit: &Edit,
+    lang: Lang,
+    mut name: impl FnMut(&mut R, &Object) -> String,
+) -> String {
     match (edit, lang) {
         (Edit::Add { object }, Lang::En) => {
             let verb = pick(rng, &["add", "put", "draw"]);
@@ -249,30 +308,30 @@ pub fn instruct<R: Rng>(rng: &mut R, scene: &Scene, edit: &Edit, lang: Lang) -> 
             format!(
                 "{} {}",
                 pick(rng, &["remove", "delete", "take away"]),
-                reference(rng, scene, object, lang)
+                name(rng, object)
             )
         }
         (Edit::Remove { object }, Lang::Zh) => {
             format!(
                 "{}{}",
                 pick(rng, &["去掉", "删除", "移除"]),
-                reference(rng, scene, object, lang)
+                name(rng, object)
             )
         }
         (Edit::Recolor { object, to }, Lang::En) => {
-            let r = reference(rng, scene, object, lang);
-            match rng.random_range(0..3) {
+            let r = name(rng, object);
+            match rng.form(3) {
                 0 => format!("make {r} {}", to.en()),
                 1 => format!("change the color of {r} to {}", to.en()),
                 _ => format!("turn {r} {}", to.en()),
             }
         }
         (Edit::Recolor { object, to }, Lang::Zh) => {
-            let r = reference(rng, scene, object, lang);
+            let r = name(rng, object);
             format!("把{r}{}{}", pick(rng, &["变成", "改成", "涂成"]), to.zh())
         }
         (Edit::Move { object, row, col }, Lang::En) => {
-            let r = reference(rng, scene, object, lang);
+            let r = name(rng, object);
             let to = pick(rng, POS_EN[*row as usize][*col as usize]);
             let to = to
                 .trim_start_matches("in the ")
@@ -281,20 +340,20 @@ pub fn instruct<R: Rng>(rng: &mut R, scene: &Scene, edit: &Edit, lang: Lang) -> 
             format!("{} {r} to the {to}", pick(rng, &["move", "shift"]))
         }
         (Edit::Move { object, row, col }, Lang::Zh) => {
-            let r = reference(rng, scene, object, lang);
+            let r = name(rng, object);
             format!(
                 "把{r}移到{}",
                 pick(rng, POS_ZH[*row as usize][*col as usize])
             )
         }
-        (Edit::Background { to }, Lang::En) => match rng.random_range(0..2) {
+        (Edit::Background { to }, Lang::En) => match rng.form(2) {
             0 => format!("change the background to {}", to.en()),
             _ => format!("make the background {}", to.en()),
         },
         (Edit::Background { to }, Lang::Zh) => {
             format!("把背景{}{}", pick(rng, &["改成", "换成"]), to.zh())
         }
-        (Edit::SignText { to }, Lang::En) => match rng.random_range(0..2) {
+        (Edit::SignText { to }, Lang::En) => match rng.form(2) {
             0 => format!("change the sign to say {to}"),
             _ => format!("make the sign say {to}"),
         },
@@ -312,11 +371,4 @@ pub fn examples() -> Vec<&'static str> {
         "a yellow sign that says HELLO in the middle, blue background",
         "白色背景上，左上角有一个大的红色圆形，右下角有一个小的蓝色星形",
     ]
-}
-
-/// Shape or colour words the captions use, for the app's "outside what I know" hint.
-pub fn vocabulary() -> Vec<&'static str> {
-    let mut v: Vec<&str> = Shape::ALL.iter().flat_map(|s| [s.en(), s.zh()]).collect();
-    v.extend(Color::ALL.iter().flat_map(|c| [c.en(), c.zh()]));
-    v
 }
