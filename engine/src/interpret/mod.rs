@@ -1072,6 +1072,19 @@ mod tests {
     }
 
     #[test]
+    fn a_size_said_twice_still_leaves_the_colour_to_its_object() {
+        let r = interpret(
+            "一个橙色的小小的三角在正下方，背景为棕色",
+            Before::Nothing,
+            None,
+        );
+        assert_eq!(
+            r.canonical,
+            "a small orange triangle at the bottom on a brown background"
+        );
+    }
+
+    #[test]
     fn models_that_read_text_themselves_get_it_as_typed() {
         let mut config = crate::ModelConfig::tiny();
         config.interpreter = crate::config::Interpreter::AsTyped;

@@ -327,6 +327,8 @@ fn objects(t: &mut Tokens, zh: bool, in_grid: bool) -> (Vec<Wanted>, usize) {
             match t.toks[j - 1] {
                 Tok::Color(c) if color.is_none() => color = Some(c),
                 Tok::Size(s) if size.is_none() => size = Some(s),
+                // "小小的", "very very big": a size said twice.
+                Tok::Size(s) if size == Some(s) => {}
                 Tok::Number(n)
                     if count.is_none() && !(j >= 2 && t.get(j - 2) == Some(&Tok::By)) =>
                 {
