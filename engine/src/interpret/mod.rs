@@ -234,8 +234,15 @@ pub fn interpret(text: &str, before: Before, force: Option<Kind>) -> Interpretat
     let tokens = Tokens::new(&lexed);
     let mut notes = vec![];
     let lower = text.to_lowercase();
+    let words: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).collect();
     for (word, why) in NOT_YET {
-        if lower.contains(word) && !notes.iter().any(|n: &String| n == why) {
+        // English as whole words ("tall", not "totally"); Chinese, which has no spaces, anywhere.
+        let said = if word.is_ascii() {
+            words.contains(word)
+        } else {
+            lower.contains(word)
+        };
+        if said && !notes.iter().any(|n: &String| n == why) {
             notes.push(why.to_string());
         }
     }
@@ -255,10 +262,7 @@ pub fn interpret(text: &str, before: Before, force: Option<Kind>) -> Interpretat
             notes.push(
                 "this does not read as a change to the picture, so it is sent as typed".to_string(),
             );
-            reading = Some(Interpretation {
-                notes: vec![],
-                ..Interpretation::as_typed(text, Kind::Edit)
-            });
+            reading = Some(Interpretation::as_typed(text, Kind::Edit));
         }
     }
     let mut reading = reading.unwrap_or_else(|| {
@@ -266,8 +270,8 @@ pub fn interpret(text: &str, before: Before, force: Option<Kind>) -> Interpretat
         let d = read::describe(&lexed, &mut t);
         new_reading(d, &mut notes, text, &lexed, &t)
     });
+    // Every reading's notes are collected in `notes` (the readers add to it; their own list stays empty).
     explain(&lex_notes, &mut notes);
-    notes.append(&mut reading.notes);
     reading.notes = notes;
     if !reading.unknown.is_empty() || !reading.understood {
         reading.note = Some(kind_note(&reading, tokens.has_tok(&Tok::Question)));
@@ -1069,6 +1073,19 @@ mod tests {
                 .count()
                 == 2
         );
+    }
+
+    #[test]
+    fn what_the_model_cannot_draw_yet_is_said_for_whole_words_only() {
+        let square_only = |text: &str| {
+            interpret(text, Before::Nothing, None)
+                .notes
+                .iter()
+                .any(|n| n == "this model draws square pictures only")
+        };
+        assert!(square_only("a wide picture of a red circle"));
+        assert!(square_only("横向的红色圆形"));
+        assert!(!square_only("a totally red circle"));
     }
 
     #[test]
