@@ -52,7 +52,7 @@ impl ModelArg {
     pub fn config(&self) -> Result<ModelConfig, Failure> {
         let path = self.dir().join("config.json");
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
+            Ok(bytes) => ModelConfig::from_json(&bytes)
                 .map_err(|e| format!("{}: {e}", path.display()).into()),
             Err(_) if self.model.is_none() => Ok(ModelConfig::default_model()),
             Err(e) => Err(format!("cannot read {}: {e}", path.display()).into()),
@@ -96,33 +96,38 @@ impl PolicyArg {
     }
 }
 
+/// Sampling flags; the temperature and guidance a flag leaves out are the model's own defaults
+/// (`ModelConfig::default_settings`: the default model's 1 and 1.5, Janus's 1 and 5).
 #[derive(Args, Clone)]
 pub struct SamplingArgs {
-    /// 0 samples greedily; higher is more varied.
-    #[arg(long, allow_negative_numbers = true, default_value_t = Settings::default().temperature)]
-    pub temperature: f32,
+    /// 0 samples greedily; higher is more varied. Default: the model's (1).
+    #[arg(long, allow_negative_numbers = true)]
+    pub temperature: Option<f32>,
     /// Sample only among the k most likely tokens.
     #[arg(long)]
     pub top_k: Option<usize>,
     /// Sample only among the most likely tokens that together reach this probability.
     #[arg(long, allow_negative_numbers = true, default_value_t = Settings::default().top_p)]
     pub top_p: f32,
-    /// Classifier-free guidance scale (1 = off).
-    #[arg(long, alias = "cfg", allow_negative_numbers = true, default_value_t = Settings::default().guidance)]
-    pub guidance: f32,
+    /// Classifier-free guidance scale (1 = off). Default: the model's (1.5 for the default model, 5 for
+    /// Janus).
+    #[arg(long, alias = "cfg", allow_negative_numbers = true)]
+    pub guidance: Option<f32>,
     /// Edits: how strongly to keep the source image where the model is unsure (0 = off).
     #[arg(long, allow_negative_numbers = true, default_value_t = Settings::default().keep)]
     pub keep: f32,
 }
 
 impl SamplingArgs {
-    pub fn settings(&self, seed: u64) -> Settings {
+    /// The settings for a model of `config`: these flags over its defaults.
+    pub fn settings(&self, seed: u64, config: &ModelConfig) -> Settings {
+        let defaults = config.default_settings();
         Settings {
             seed,
-            temperature: self.temperature,
+            temperature: self.temperature.unwrap_or(defaults.temperature),
             top_k: self.top_k,
             top_p: self.top_p,
-            guidance: self.guidance,
+            guidance: self.guidance.unwrap_or(defaults.guidance),
             keep: self.keep,
         }
     }

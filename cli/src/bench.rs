@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use tessera::generation::Prompt;
-use tessera::{Generation, Model};
+use tessera::{Generation, Model, Settings};
 
 use crate::args::{Failure, SamplingArgs};
 
@@ -63,7 +63,7 @@ pub fn bench_peer(
     python: &Path,
     model_dir: &Path,
     prompt: &str,
-    sampling: &SamplingArgs,
+    sampling: &Settings,
     runs: usize,
 ) -> Result<serde_json::Value, Failure> {
     if sampling.top_k.is_some() {
@@ -125,7 +125,8 @@ pub fn bench(
     let (mut tokens_per_s, mut first_row_ms, mut image_ms) = (vec![], vec![], vec![]);
     let (mut prefill_s, mut decode_steps_per_s) = (vec![], vec![]);
     for run in 0..=runs {
-        let mut g = Generation::new(model.clone(), prompt, None, sampling.settings(run as u64))?;
+        let settings = sampling.settings(run as u64, &model.config);
+        let mut g = Generation::new(model.clone(), prompt, None, settings)?;
         let start = Instant::now();
         let mut first_row = None;
         // The first step is the prefill of the prompt (and one sample): the model's matmul-bound phase.
@@ -147,10 +148,11 @@ pub fn bench(
         image_ms.push(total * 1e3);
     }
     let prefill = median(&mut prefill_s);
+    let guidance = sampling.settings(0, &model.config).guidance;
     Ok(serde_json::json!({
         "model_id": model.config.model_id,
         "runs": runs,
-        "guidance": sampling.guidance,
+        "guidance": guidance,
         "tokens_per_s": median(&mut tokens_per_s),
         "first_row_ms": median(&mut first_row_ms),
         "image_ms": median(&mut image_ms),
@@ -159,7 +161,7 @@ pub fn bench(
         // One step: a token of each CFG row through the transformer (the VQ's rows decoded in between).
         "decode_steps_per_s": median(&mut decode_steps_per_s),
         "device": format!("{:?}", model.device()),
-        "model_gflops": prefill_flops(model, prompt, sampling.guidance) / prefill / 1e9,
+        "model_gflops": prefill_flops(model, prompt, guidance) / prefill / 1e9,
         "peak_gflops": sgemm_gflops(model.device()),
         "threads": std::thread::available_parallelism().map(usize::from).unwrap_or(1),
     }))

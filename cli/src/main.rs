@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use commands::{
-    bench as bench_cmd, data, eval, generate, init, inspect, interpret, policy, verify,
+    bench as bench_cmd, data, eval, generate, init, inspect, interpret, policy, tokenize, verify,
 };
 
 #[derive(Parser)]
@@ -49,6 +49,8 @@ enum Command {
     Bench(bench_cmd::BenchArgs),
     /// Draw "Shapes & Signs" examples.
     Data(data::DataArgs),
+    /// The token ids a tokenizer.json gives a text (Janus models), as one JSON array.
+    Tokenize(tokenize::TokenizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => eval::run(a),
         Command::Bench(a) => bench_cmd::run(a),
         Command::Data(a) => data::run(a),
+        Command::Tokenize(a) => tokenize::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,6 +15,10 @@ pub struct TransformerConfig {
     pub n_layers: usize,
     /// Attention heads; `dim / n_heads` is the head size and must be even (rotary pairs).
     pub n_heads: usize,
+    /// Key/value heads under grouped-query attention, each shared by `n_heads / n_kv_heads` query heads;
+    /// configs without it have one per query head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_kv_heads: Option<usize>,
     /// Hidden width of the SwiGLU MLP.
     pub mlp_hidden: usize,
     /// Text vocabulary: 256 bytes + special tokens (see `generation::prompt`).
@@ -44,8 +48,44 @@ pub struct VqConfig {
     pub dec_channels: Vec<usize>,
     /// Residual blocks per level, encoder and decoder.
     pub res_blocks: usize,
-    /// Per-pixel LayerNorm epsilon.
+    /// Normalisation epsilon (per-pixel LayerNorm, or GroupNorm for [`VqKind::Vq16`]).
     pub norm_eps: f64,
+    /// Which codec these widths describe; configs without it are Tessera's streaming VQ.
+    #[serde(default, skip_serializing_if = "VqKind::is_streaming")]
+    pub kind: VqKind,
+}
+
+/// The codec architectures the engine runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VqKind {
+    /// Tessera's own ([`crate::model::vq`]): per-pixel norms and a vertically causal decoder, so every
+    /// finished token row is final pixels.
+    #[default]
+    Streaming,
+    /// LlamaGen's VQ-16, Janus-Pro's image tokenizer ([`crate::model::vq16`]): GroupNorm of 32 groups,
+    /// attention at the deepest level, `res_blocks` per encoder level and one more per decoder level, and
+    /// `z_channels` between the convolutions and the 1×1 maps to and from the codes. Its decoder is global:
+    /// an image is decoded once its grid is complete.
+    Vq16 { z_channels: usize },
+}
+
+impl VqKind {
+    fn is_streaming(&self) -> bool {
+        *self == VqKind::Streaming
+    }
+}
+
+impl TransformerConfig {
+    /// Key/value heads: `n_kv_heads`, or one per query head.
+    pub fn kv_heads(&self) -> usize {
+        self.n_kv_heads.unwrap_or(self.n_heads)
+    }
+
+    /// Size of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.dim / self.n_heads
+    }
 }
 
 impl VqConfig {
@@ -73,6 +113,36 @@ pub struct ModelConfig {
     /// How a message is put to the model; configs without it read messages into the world's captions.
     #[serde(default)]
     pub interpreter: Interpreter,
+    /// The model family: which prompt builder and sampling defaults it takes. Tessera's own configs leave it
+    /// out; a Janus-Pro `config.json` is read into this type by [`crate::model::janus`].
+    #[serde(default, skip_serializing_if = "Family::is_tessera")]
+    pub family: Family,
+}
+
+/// A model family: one transformer code path, each family with its key table, codec, prompt builder and
+/// sampling defaults (DESIGN §2).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    /// This project's models: byte-level text with special tokens, edits, the streaming VQ.
+    #[default]
+    Tessera,
+    /// DeepSeek's Janus and Janus-Pro: BPE text, the VQ-16 codec, guidance 5.
+    Janus(crate::model::janus::JanusPrompt),
+}
+
+impl Family {
+    fn is_tessera(&self) -> bool {
+        *self == Family::Tessera
+    }
+
+    /// The name the tools show.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Family::Tessera => "tessera",
+            Family::Janus(_) => "janus",
+        }
+    }
 }
 
 /// How a message is put to the model.
@@ -97,6 +167,17 @@ fn preset(json: &str) -> ModelConfig {
 }
 
 impl ModelConfig {
+    /// `config.json` of either family: Janus's layout (`model_type: multi_modality`) or Tessera's.
+    pub fn from_json(json: &[u8]) -> crate::Result<Self> {
+        let bad = |e: String| crate::TesseraError::Config(e);
+        let value: serde_json::Value =
+            serde_json::from_slice(json).map_err(|e| bad(format!("config.json: {e}")))?;
+        if crate::model::janus::is_janus(&value) {
+            return crate::model::janus::config_from_json(value).map_err(bad);
+        }
+        serde_json::from_slice(json).map_err(|e| bad(format!("config.json: {e}")))
+    }
+
     /// The shipped default model's architecture: 128² images, a 16×16 grid of tokens from a 1024-code VQ,
     /// and an 11.5 M-parameter transformer.
     pub fn default_model() -> Self {
@@ -133,6 +214,20 @@ impl ModelConfig {
         self.grid() * self.grid()
     }
 
+    /// The sampling settings a generation starts from unless told otherwise: the ones the model was tuned
+    /// with (the default model's, from ShapesEval) or published with (Janus: guidance 5, temperature 1).
+    pub fn default_settings(&self) -> crate::generation::Settings {
+        let tessera = crate::generation::Settings::default();
+        match &self.family {
+            Family::Tessera => tessera,
+            Family::Janus(janus) => crate::generation::Settings {
+                guidance: janus.guidance,
+                temperature: janus.temperature,
+                ..tessera
+            },
+        }
+    }
+
     /// Checks the relations between fields that the code relies on.
     pub fn validate(&self) -> Result<(), String> {
         let t = &self.transformer;
@@ -147,13 +242,21 @@ impl ModelConfig {
                 t.dim, t.n_heads
             ));
         }
+        let kv = t.kv_heads();
+        if kv == 0 || !t.n_heads.is_multiple_of(kv) {
+            problems.push(format!(
+                "n_kv_heads {kv} must divide n_heads {} (grouped-query attention)",
+                t.n_heads
+            ));
+        }
         if t.codebook_size != v.codebook_size {
             problems.push(format!(
                 "transformer.codebook_size {} differs from vq.codebook_size {}",
                 t.codebook_size, v.codebook_size
             ));
         }
-        if t.text_vocab < crate::generation::prompt::TEXT_VOCAB {
+        let tessera = self.family == Family::Tessera;
+        if tessera && t.text_vocab < crate::generation::prompt::TEXT_VOCAB {
             problems.push(format!(
                 "text_vocab {} is below the tokenizer's {}",
                 t.text_vocab,
@@ -173,11 +276,19 @@ impl ModelConfig {
                 v.downsample()
             ));
         }
-        if !v.dec_channels.is_empty() && t.max_seq < 2 * self.image_tokens() + 16 {
+        if tessera && !v.dec_channels.is_empty() && t.max_seq < 2 * self.image_tokens() + 16 {
             problems.push(format!(
                 "max_seq {} cannot hold an edit (two images of {} tokens)",
                 t.max_seq,
                 self.image_tokens()
+            ));
+        }
+        if let VqKind::Vq16 { z_channels } = v.kind
+            && (z_channels == 0 || v.enc_channels.iter().any(|c| c % 32 != 0))
+        {
+            problems.push(format!(
+                "VQ-16 channels {:?} must be multiples of GroupNorm's 32 groups, z_channels {z_channels} non-zero",
+                v.enc_channels
             ));
         }
         if problems.is_empty() {

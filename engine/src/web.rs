@@ -135,8 +135,9 @@ impl Engine {
         self.fallback_reason.clone()
     }
 
-    /// `{modelId, sha256, parameters, weightBytes, imageSize, grid, trained, defaults}`, where `defaults` is
-    /// `{temperature, topP, guidance, keep}`: what `start` uses for a setting it is not given.
+    /// `{modelId, sha256, parameters, weightBytes, imageSize, grid, trained, family, defaults}`, where
+    /// `defaults` is `{temperature, topP, guidance, keep}`, the model's own: what `start` uses for a setting
+    /// it is not given.
     pub fn info(&self) -> JsValue {
         let s = self.state.borrow();
         let c = &s.model.config;
@@ -148,7 +149,8 @@ impl Engine {
         set(&o, "imageSize", c.image_size as u32);
         set(&o, "grid", c.grid() as u32);
         set(&o, "trained", c.trained);
-        let d = Settings::default();
+        set(&o, "family", c.family.name());
+        let d = c.default_settings();
         let defaults = Object::new();
         set(&defaults, "temperature", d.temperature);
         set(&defaults, "topP", d.top_p);
@@ -204,7 +206,7 @@ impl Engine {
             self.policy.borrow().check(typed).map_err(js_error)?;
         }
         let mut s = self.state.borrow_mut();
-        let d = Settings::default();
+        let d = s.model.config.default_settings();
         let settings = Settings {
             seed: seed as u64,
             temperature: temperature.unwrap_or(d.temperature),

@@ -94,51 +94,48 @@ fn summarize(problems: &[TensorProblem]) -> String {
 /// Named f32 tensors: name → (shape, values).
 pub type TensorMap = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
-/// Tensors decoded to f32, handed out by name to the model code that builds modules.
-pub struct WeightStore {
-    tensors: TensorMap,
+/// How a family's checkpoints name the tensors the engine asks for: the engine's name → the file's, and
+/// which of the file's tensors the image half never reads (skipped without being decoded).
+#[derive(Clone, Copy, Debug)]
+pub struct KeyTable {
+    pub checkpoint_name: fn(&str) -> String,
+    pub unused: fn(&str) -> bool,
+}
+
+impl KeyTable {
+    /// Tessera's own checkpoints: the names of `trainer/tessera_ref.py`, every tensor used.
+    pub const TESSERA: KeyTable = KeyTable {
+        checkpoint_name: str::to_string,
+        unused: |_| false,
+    };
+}
+
+/// A checkpoint's tensors, handed out by name to the model code that builds modules and decoded to f32 one
+/// at a time as they are asked for (a tensor nobody asks for is never decoded).
+pub struct WeightStore<'a> {
+    /// `None` when probing an architecture's names.
+    file: Option<SafeTensors<'a>>,
+    keys: KeyTable,
     taken: BTreeSet<String>,
     problems: Vec<TensorProblem>,
     device: Device,
 }
 
-impl WeightStore {
-    /// Parse safetensors bytes. Fails only when the file itself is unreadable; per-tensor problems are
-    /// reported by [`WeightStore::finish`].
-    pub fn from_safetensors(bytes: &[u8], device: &Device) -> Result<Self, WeightsError> {
-        let st =
+impl<'a> WeightStore<'a> {
+    /// Parse safetensors bytes named as `keys` says. Fails only when the file itself is unreadable;
+    /// per-tensor problems are reported by [`WeightStore::finish`].
+    pub fn from_safetensors(
+        bytes: &'a [u8],
+        keys: KeyTable,
+        device: &Device,
+    ) -> Result<Self, WeightsError> {
+        let file =
             SafeTensors::deserialize(bytes).map_err(|e| WeightsError::Corrupt(e.to_string()))?;
-        let mut tensors = BTreeMap::new();
-        let mut problems = Vec::new();
-        for (name, view) in st.tensors() {
-            let data = view.data();
-            let values: Vec<f32> = match view.dtype() {
-                Dtype::F32 => data
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect(),
-                Dtype::F16 => data
-                    .chunks_exact(2)
-                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                    .collect(),
-                Dtype::BF16 => data
-                    .chunks_exact(2)
-                    .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                    .collect(),
-                other => {
-                    problems.push(TensorProblem::Dtype {
-                        name: name.clone(),
-                        dtype: format!("{other:?}"),
-                    });
-                    continue;
-                }
-            };
-            tensors.insert(name, (view.shape().to_vec(), values));
-        }
         Ok(WeightStore {
-            tensors,
+            file: Some(file),
+            keys,
             taken: BTreeSet::new(),
-            problems,
+            problems: Vec::new(),
             device: device.clone(),
         })
     }
@@ -168,38 +165,51 @@ impl WeightStore {
         Tensor::from_data(TensorData::new(t, [cols, rows]), &self.device)
     }
 
-    /// The raw values of `name`, checked to have `shape`.
+    /// The values of the engine's tensor `name` (the checkpoint's name for it from the key table), checked
+    /// to have `shape`, decoded to f32.
     pub fn values(&mut self, name: &str, shape: &[usize]) -> Vec<f32> {
-        self.taken.insert(name.to_string());
+        let name = (self.keys.checkpoint_name)(name);
         let n: usize = shape.iter().product();
-        match self.tensors.get(name) {
-            None => self.problems.push(TensorProblem::Missing {
-                name: name.into(),
+        let problem = match self.file.as_ref().map(|f| f.tensor(&name)) {
+            None | Some(Err(_)) => TensorProblem::Missing {
+                name: name.clone(),
                 expected: shape.to_vec(),
-            }),
-            Some((found, _)) if found != shape => self.problems.push(TensorProblem::Shape {
-                name: name.into(),
+            },
+            Some(Ok(view)) if view.shape() != shape => TensorProblem::Shape {
+                name: name.clone(),
                 expected: shape.to_vec(),
-                found: found.clone(),
-            }),
-            Some((_, values)) => return values.clone(),
-        }
+                found: view.shape().to_vec(),
+            },
+            Some(Ok(view)) => match decode(view.dtype(), view.data()) {
+                Some(values) => {
+                    self.taken.insert(name);
+                    return values;
+                }
+                None => TensorProblem::Dtype {
+                    name: name.clone(),
+                    dtype: format!("{:?}", view.dtype()),
+                },
+            },
+        };
+        self.taken.insert(name);
+        self.problems.push(problem);
         vec![0.0; n]
     }
 
-    /// Names present in the file, in order.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.tensors.keys().map(String::as_str)
-    }
-
-    /// All problems found while building, plus tensors the architecture never asked for.
+    /// All problems found while building, plus tensors the architecture never asked for (except those the
+    /// key table says the image half never reads).
     pub fn finish(mut self) -> Result<(), WeightsError> {
-        for (name, (shape, _)) in &self.tensors {
-            if !self.taken.contains(name) {
-                self.problems.push(TensorProblem::Unexpected {
-                    name: name.clone(),
-                    found: shape.clone(),
-                });
+        if let Some(file) = &self.file {
+            let mut names = file.names();
+            names.sort();
+            for name in names {
+                if !self.taken.contains(name) && !(self.keys.unused)(name) {
+                    let found = file.tensor(name).map(|v| v.shape().to_vec());
+                    self.problems.push(TensorProblem::Unexpected {
+                        name: name.to_string(),
+                        found: found.unwrap_or_default(),
+                    });
+                }
             }
         }
         if self.problems.is_empty() {
@@ -210,13 +220,34 @@ impl WeightStore {
     }
 }
 
-/// Records the name and shape of every tensor a builder asks for.
+/// Little-endian F32, F16 or BF16 bytes → f32 values; `None` for any other dtype.
+fn decode(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
+    Some(match dtype {
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        _ => return None,
+    })
+}
+
+/// Records the checkpoint name (under `keys`) and shape of every tensor a builder asks for.
 pub fn probe_names(
     device: &Device,
+    keys: KeyTable,
     build: impl FnOnce(&mut WeightStore),
 ) -> BTreeMap<String, Vec<usize>> {
     let mut store = WeightStore {
-        tensors: BTreeMap::new(),
+        file: None,
+        keys,
         taken: BTreeSet::new(),
         problems: vec![],
         device: device.clone(),

@@ -30,9 +30,7 @@ fn greedy(model: Model) -> (Vec<u32>, Vec<u8>) {
 #[test]
 fn wgpu_and_cpu_agree_on_the_tiny_model() {
     let dir = root().join("models/tessera-tiny");
-    let wgpu = Device::wgpu_options()
-        .init()
-        .expect("a wgpu adapter (install mesa-vulkan-drivers for lavapipe)");
+    let wgpu = crate::common::wgpu();
     let (cpu_tokens, cpu_image) = greedy(Model::load_dir(&dir, &Device::flex()).unwrap());
     let (gpu_tokens, gpu_image) = greedy(Model::load_dir(&dir, &wgpu).unwrap());
     assert_eq!(

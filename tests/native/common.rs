@@ -52,3 +52,16 @@ pub fn max_abs_diff(a: &[f32], b: &[f64]) -> f64 {
         .map(|(x, y)| (*x as f64 - y).abs())
         .fold(0.0, f64::max)
 }
+
+/// wgpu's default adapter (Mesa's lavapipe on machines without a GPU), initialised once for the process.
+#[cfg(feature = "gpu")]
+pub fn wgpu() -> burn::tensor::Device {
+    static DEVICE: std::sync::OnceLock<burn::tensor::Device> = std::sync::OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            burn::tensor::Device::wgpu_options()
+                .init()
+                .expect("a wgpu adapter (install mesa-vulkan-drivers for lavapipe)")
+        })
+        .clone()
+}

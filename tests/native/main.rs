@@ -8,4 +8,5 @@ mod cli;
 mod common;
 mod credentials;
 mod engine;
+mod janus;
 mod parity;

@@ -125,7 +125,7 @@ fn vq_encode_and_decode_match_the_reference() {
         let ids = pollster::block_on(model.encode_rgb(&rgb)).unwrap();
         assert_eq!(ids, ints(&c["encode_indices"].1));
         let tokens = ints(&c["greedy_tokens"].1);
-        let decoded = model.vq.decode(
+        let decoded = model.codec.decode(
             burn::tensor::Tensor::from_data(
                 burn::tensor::TensorData::new(
                     tokens.iter().map(|&t| t as i64).collect::<Vec<_>>(),

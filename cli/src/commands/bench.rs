@@ -73,7 +73,8 @@ pub fn run(a: BenchArgs) -> Result<(), Failure> {
     };
     let mut report = bench(&model, &a.prompt, &a.sampling, a.runs)?;
     if let Some(python) = &a.peer {
-        let peer = bench_peer(python, &a.model.dir(), &a.prompt, &a.sampling, a.runs)?;
+        let settings = a.sampling.settings(0, &model.config);
+        let peer = bench_peer(python, &a.model.dir(), &a.prompt, &settings, a.runs)?;
         let ratio = report["tokens_per_s"].as_f64().unwrap_or(0.0)
             / peer["tokens_per_s"].as_f64().unwrap_or(f64::NAN);
         report["peer"] = peer["peer"].clone();

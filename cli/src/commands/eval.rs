@@ -34,7 +34,7 @@ pub struct EvalArgs {
 }
 
 pub fn run(a: EvalArgs) -> Result<(), Failure> {
-    let settings = a.sampling.settings(a.seed);
+    let settings = a.sampling.settings(a.seed, &a.model.config()?);
     settings.validate()?;
     if a.n == 0 {
         return Err("--n must be at least 1".into());

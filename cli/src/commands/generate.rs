@@ -2,13 +2,13 @@
 //! written with its provenance and a signed C2PA manifest, never as a partial file.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use tessera::Generation;
+use tessera::config::Family;
 use tessera::interpret::{self, Before, Interpretation, Kind};
-use tessera::{Generation, Model, Settings};
 use tessera_cli::content_credentials::{self, LocalKey};
 
 use crate::args::{Failure, ModelArg, PolicyArg, SamplingArgs, write_atomically};
@@ -45,20 +45,57 @@ pub struct DrawArgs {
     /// Prompt the model with the text as typed, not as interpreted into its world.
     #[arg(long)]
     pub raw: bool,
+    /// Janus models: prompt with these token ids (comma-separated, BOS first and `<begin_of_image>` last)
+    /// instead of tokenizing the prompt, which the provenance then records as typed.
+    #[arg(long, value_delimiter = ',')]
+    pub prompt_ids: Option<Vec<u32>>,
+    /// Also write the generated image tokens, raster order, as one JSON array.
+    #[arg(long)]
+    pub tokens_out: Option<PathBuf>,
 }
 
 pub fn generate(a: GenerateArgs) -> Result<(), Failure> {
     let d = a.draw;
-    let settings = d.sampling.settings(d.seed);
+    let config = d.model.config()?;
+    let settings = d.sampling.settings(d.seed, &config);
     settings.validate()?;
     let reading = read(&d, &a.prompt, Before::Nothing, None)?;
     let model = d.model.load()?;
-    draw(&model, &a.prompt, &reading, None, settings, &d.out)
+    let generation = match (&config.family, &d.prompt_ids) {
+        (Family::Tessera, Some(_)) => {
+            return Err(format!(
+                "--prompt-ids is for Janus models; {} reads its prompt as text",
+                config.model_id
+            )
+            .into());
+        }
+        (_, None) => {
+            let text = reading
+                .as_ref()
+                .map_or(&*a.prompt, |r| r.canonical.as_str());
+            Generation::new(model.clone(), text, None, settings)?.typed_as(&a.prompt)
+        }
+        (Family::Janus(_), Some(ids)) => {
+            Generation::from_prompt_ids(model.clone(), &a.prompt, ids, settings)?
+        }
+    };
+    if let (Family::Tessera, Some(r)) = (&config.family, &reading) {
+        say(r);
+    }
+    draw(generation, &d.out, d.tokens_out.as_deref())
 }
 
 pub fn edit(a: EditArgs) -> Result<(), Failure> {
     let d = a.draw;
-    let settings = d.sampling.settings(d.seed);
+    let config = d.model.config()?;
+    if let Family::Janus(_) = config.family {
+        return Err(format!(
+            "{} generates from text only: Janus models do not edit an image",
+            config.model_id
+        )
+        .into());
+    }
+    let settings = d.sampling.settings(d.seed, &config);
     settings.validate()?;
     let reading = read(&d, &a.instruction, Before::Picture(None), Some(Kind::Edit))?;
     let shown = a.input.display();
@@ -67,14 +104,15 @@ pub fn edit(a: EditArgs) -> Result<(), Failure> {
     let rgb = tessera::image_input::load_rgb(&bytes, model.config.image_size as u32)
         .map_err(|e| format!("{shown}: {e}"))?;
     let context = pollster::block_on(model.encode_rgb(&rgb))?;
-    draw(
-        &model,
-        &a.instruction,
-        &reading,
-        Some(&context),
-        settings,
-        &d.out,
-    )
+    let text = reading
+        .as_ref()
+        .map_or(&*a.instruction, |r| r.canonical.as_str());
+    let generation =
+        Generation::new(model, text, Some(&context), settings)?.typed_as(&a.instruction);
+    if let Some(r) = &reading {
+        say(r);
+    }
+    draw(generation, &d.out, d.tokens_out.as_deref())
 }
 
 /// How the model is prompted with `typed`: as interpreted, or (`None`) as typed with `--raw`; refused (as
@@ -110,21 +148,9 @@ fn say(r: &Interpretation) {
     }
 }
 
-/// Runs the generation of `prompt` as `reading` reads it (as typed without one; the provenance records the
-/// prompt as typed) with a progress bar, and writes the signed PNG to `out`.
-fn draw(
-    model: &Arc<Model>,
-    prompt: &str,
-    reading: &Option<Interpretation>,
-    context: Option<&[u32]>,
-    settings: Settings,
-    out: &Path,
-) -> Result<(), Failure> {
-    let text = reading.as_ref().map_or(prompt, |r| r.canonical.as_str());
-    let mut generation = Generation::new(model.clone(), text, context, settings)?.typed_as(prompt);
-    if let Some(r) = reading {
-        say(r);
-    }
+/// Runs `generation` with a progress bar and writes the signed PNG to `out` (and its tokens to
+/// `tokens_out`), each written whole or not at all.
+fn draw(mut generation: Generation, out: &Path, tokens_out: Option<&Path>) -> Result<(), Failure> {
     let bar = ProgressBar::new(generation.total_tokens() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:32} {pos}/{len} tokens  {per_sec}  {msg}")
@@ -148,6 +174,11 @@ fn draw(
         .map_or("image.png".into(), |n| n.to_string_lossy());
     let key = LocalKey::load_or_create(&content_credentials::default_key_dir())?;
     let signed = content_credentials::sign_png(&png, &title, &provenance, &key)?;
+    if let Some(path) = tokens_out {
+        let json = serde_json::to_vec(generation.tokens())?;
+        write_atomically(path, &json)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
     write_atomically(out, &signed)?;
     eprintln!(
         "wrote {} in {:.2} s ({:.0} tokens/s, first row after {:.0} ms)",

@@ -1,4 +1,4 @@
-//! `tessera inspect`: a model's config, parameter count, weight size and sha256.
+//! `tessera inspect`: a model's family, config, parameter count, weight size and sha256.
 
 use clap::Args;
 
@@ -12,6 +12,7 @@ pub struct InspectArgs {
 
 pub fn run(a: InspectArgs) -> Result<(), Failure> {
     let model = a.model.load()?;
+    println!("family: {}", model.config.family.name());
     println!("{}", serde_json::to_string_pretty(&model.config)?);
     let m = |n: usize| n as f64 / 1e6;
     println!(

@@ -8,4 +8,5 @@ pub mod init;
 pub mod inspect;
 pub mod interpret;
 pub mod policy;
+pub mod tokenize;
 pub mod verify;

@@ -1,6 +1,7 @@
 //! Generation as small named steps: `Generation::new` checks the request, then each `step` samples one
 //! image token (the first step runs the prefill) and, when a token row completes, decodes it into its final
-//! pixel band. The caller owns the loop, so it can cancel between any two tokens and keep what was made.
+//! pixel band (a codec that is not row-causal decodes the whole image, as one band, with the last token).
+//! The caller owns the loop, so it can cancel between any two tokens and keep what was made.
 //!
 //! Classifier-free guidance runs the conditional and unconditional rows as one batch of two; with a scale
 //! of 1 the unconditional row is skipped.
@@ -9,12 +10,13 @@ use std::sync::Arc;
 
 use burn::tensor::{Int, Tensor, TensorData};
 
+use crate::config::Family;
 use crate::error::{Result, TesseraError};
 use crate::generation::prompt::{Prompt, Segment};
 use crate::generation::sampler::{Sampler, Settings, guide};
 use crate::model::kv_cache::KvCache;
 use crate::model::vq::{DecoderState, tensor_values_to_rgb};
-use crate::model::{Model, read_floats};
+use crate::model::{Codec, Model, janus, read_floats};
 use crate::trust::provenance::{Provenance, png_with_provenance};
 
 /// A finished band of pixel rows: RGB bytes for rows `y0..y0 + height`, full image width.
@@ -83,6 +85,24 @@ impl Generation {
                 ctx.len()
             )));
         }
+        if let Family::Janus(_) = config.family {
+            if context.is_some() {
+                return Err(TesseraError::Config(format!(
+                    "{} generates from text only: Janus models do not edit an image",
+                    config.model_id
+                )));
+            }
+            let ids = match &model.tokenizer {
+                Some(tokenizer) => tokenizer.prompt_ids(text).map_err(TesseraError::Config)?,
+                None => {
+                    return Err(TesseraError::Config(format!(
+                        "{} has no tokenizer.json: give the prompt's token ids (`tessera generate --prompt-ids`)",
+                        config.model_id
+                    )));
+                }
+            };
+            return Self::from_prompt_ids(model.clone(), text, &ids, settings);
+        }
         let prompt = Prompt::new(text, context, config.edit_layout);
         let max = config.transformer.max_seq;
         if prompt.len() + n > max {
@@ -92,10 +112,62 @@ impl Generation {
                 limit: max - n - overhead,
             });
         }
+        Ok(Self::start(model, text, prompt, context, settings))
+    }
+
+    /// A generation of a Janus model from its prompt's token ids (BOS first, `<begin_of_image>` last, as
+    /// the family's template and tokenizer make them), `text` being what the provenance records.
+    pub fn from_prompt_ids(
+        model: Arc<Model>,
+        text: &str,
+        ids: &[u32],
+        settings: Settings,
+    ) -> Result<Self> {
+        settings.validate()?;
+        let config = &model.config;
+        let Family::Janus(janus) = &config.family else {
+            return Err(TesseraError::Config(format!(
+                "{} reads text, not token ids",
+                config.model_id
+            )));
+        };
+        let vocab = config.transformer.text_vocab;
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(TesseraError::Config(format!(
+                "prompt id {id} is outside the text vocabulary of {vocab}"
+            )));
+        }
+        let limit = janus::PROMPT_LIMIT.min(config.transformer.max_seq - config.image_tokens());
+        if ids.len() < 2 || ids.len() > limit {
+            return Err(TesseraError::Config(format!(
+                "the prompt is {} token ids; this model reads 2 to {limit} (BOS first, <begin_of_image> last)",
+                ids.len()
+            )));
+        }
+        let pad = janus.pad_id.ok_or_else(|| {
+            TesseraError::Config(
+                "config.json names no pad id (generation.pad_id) and no tokenizer.json gave one"
+                    .into(),
+            )
+        })?;
+        let prompt = janus::prompt(ids, pad);
+        Ok(Self::start(model, text, prompt, None, settings))
+    }
+
+    fn start(
+        model: Arc<Model>,
+        text: &str,
+        prompt: Prompt,
+        context: Option<&[u32]>,
+        settings: Settings,
+    ) -> Self {
+        let config = &model.config;
+        let n = config.image_tokens();
         let batch = if settings.guidance == 1.0 { 1 } else { 2 };
         let size = config.image_size;
-        let cache = KvCache::new(&config.transformer, batch, model.device());
-        Ok(Generation {
+        let positions = prompt.len() + n; // the last image token is sampled, never fed
+        let cache = KvCache::new(&config.transformer, batch, positions, model.device());
+        Generation {
             sampler: Sampler::new(settings.clone()),
             settings,
             cache,
@@ -109,7 +181,7 @@ impl Generation {
             logits: Vec::new(),
             source: context.map(<[u32]>::to_vec),
             model,
-        })
+        }
     }
 
     /// Tokens sampled so far, raster order.
@@ -195,8 +267,9 @@ impl Generation {
         self.tokens.push(token);
         let index = self.tokens.len() - 1;
         let grid = self.model.config.grid();
-        let band = match self.tokens.len() % grid {
-            0 => Some(self.decode_row(self.tokens.len() / grid - 1).await?),
+        let band = match (self.tokens.len() % grid, &self.model.codec) {
+            (0, Codec::Streaming(_)) => Some(self.decode_row(self.tokens.len() / grid - 1).await?),
+            (_, Codec::Vq16(_)) if self.is_done() => Some(self.decode_all().await?),
             _ => None,
         };
         Ok(Some(Step { index, token, band }))
@@ -246,7 +319,8 @@ impl Generation {
             .map(|&x| x as i64)
             .collect();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, grid]), self.model.device());
-        let pixels = self.model.vq.decode_rows(ids, grid, &mut self.decoder); // [1, 3, h, W]
+        let pixels = self.model.codec.decode_rows(ids, grid, &mut self.decoder); // [1, 3, h, W]
+        let pixels = pixels.expect("only streaming codecs decode by rows");
         let [_, _, height, width] = pixels.dims();
         let rgb = tensor_values_to_rgb(&read_floats(pixels).await?, height, width);
         let y0 = row * height;
@@ -256,6 +330,19 @@ impl Generation {
             y0,
             height,
             rgb,
+        })
+    }
+}
+
+impl Generation {
+    /// The whole grid, once complete, as one band: the last token row's, from the top.
+    async fn decode_all(&mut self) -> Result<Band> {
+        self.rgb = decode_tokens(&self.model, &self.tokens).await?;
+        Ok(Band {
+            row: self.model.config.grid() - 1,
+            y0: 0,
+            height: self.model.config.image_size,
+            rgb: self.rgb.clone(),
         })
     }
 }
@@ -271,7 +358,7 @@ pub async fn decode_tokens(model: &Model, tokens: &[u32]) -> Result<Vec<u8>> {
     let grid = model.config.grid();
     let ids: Vec<i64> = tokens.iter().map(|&x| x as i64).collect();
     let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, tokens.len()]), model.device());
-    let pixels = model.vq.decode(ids, grid);
+    let pixels = model.codec.decode(ids, grid);
     let [_, _, h, w] = pixels.dims();
     Ok(tensor_values_to_rgb(&read_floats(pixels).await?, h, w))
 }

@@ -1,12 +1,12 @@
 //! The transformer's run state: the keys and values of every position seen so far, per layer, preallocated
-//! to `max_seq` positions. The caller owns it and can reset it; the weights never change.
+//! to the positions one generation needs (its prompt and its image, never the model's `max_seq`). The caller owns it and can reset it; the weights never change.
 
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::config::TransformerConfig;
 use crate::kernels::{self, host_values};
 
-/// Every layer's keys and values, `[B, H, max_seq, hd]` each, of which the first `len` positions are filled.
+/// Every layer's keys and values, `[B, H, capacity, hd]` each, of which the first `len` positions are filled.
 #[derive(Debug)]
 pub struct KvCache {
     pub(crate) layers: Vec<LayerCache>,
@@ -15,14 +15,9 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    /// Empty buffers for `batch` rows (2 with guidance) on `device`.
-    pub fn new(config: &TransformerConfig, batch: usize, device: &Device) -> Self {
-        let shape = [
-            batch,
-            config.n_heads,
-            config.max_seq,
-            config.dim / config.n_heads,
-        ];
+    /// Empty buffers for `batch` rows (2 with guidance) and `capacity` positions on `device`.
+    pub fn new(config: &TransformerConfig, batch: usize, capacity: usize, device: &Device) -> Self {
+        let shape = [batch, config.n_heads, capacity, config.head_dim()];
         let layer = || LayerCache {
             shape,
             buffers: if kernels::on_host(device) {
@@ -40,7 +35,7 @@ impl KvCache {
         KvCache {
             layers: (0..config.n_layers).map(|_| layer()).collect(),
             len: 0,
-            capacity: config.max_seq,
+            capacity,
         }
     }
 
@@ -66,7 +61,7 @@ impl KvCache {
 /// One layer's keys and values.
 #[derive(Debug)]
 pub(crate) struct LayerCache {
-    /// `[B, H, max_seq, hd]`
+    /// `[B, H, capacity, hd]`
     pub(crate) shape: [usize; 4],
     pub(crate) buffers: Buffers,
 }

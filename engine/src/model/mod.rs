@@ -1,11 +1,15 @@
 //! A loaded model: config, transformer and VQ on one device, plus the identity of its weights. Loading
 //! takes bytes (the browser fetches them; the CLI reads a folder) and checks every tensor.
 //!
-//! The maths lives in [`transformer`] and [`vq`]; the transformer's run state in [`kv_cache`].
+//! The maths lives in [`transformer`] and the two codecs, [`vq`] (Tessera's, streaming) and [`vq16`]
+//! (Janus's); the transformer's run state in [`kv_cache`]; what the Janus family adds (its config layout,
+//! key table and prompt rows) in [`janus`].
 
+pub mod janus;
 pub mod kv_cache;
 pub mod transformer;
 pub mod vq;
+pub mod vq16;
 
 use std::collections::BTreeMap;
 
@@ -15,16 +19,19 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use sha2::{Digest, Sha256};
 
-use crate::config::ModelConfig;
+use crate::config::{Family, ModelConfig, VqKind};
 use crate::error::{Result, TesseraError};
-use crate::weights::{TensorMap, WeightStore, WeightsError, probe_names, to_safetensors};
+use crate::weights::{KeyTable, TensorMap, WeightStore, WeightsError, probe_names, to_safetensors};
 use transformer::Transformer;
-use vq::Vq;
+use vq::{DecoderState, Vq};
+use vq16::Vq16;
 
 pub struct Model {
     pub config: ModelConfig,
     pub transformer: Transformer,
-    pub vq: Vq,
+    pub codec: Codec,
+    /// A Janus model's `tokenizer.json`, when its folder has one.
+    pub tokenizer: Option<janus::TextTokenizer>,
     /// Hex sha256 of the safetensors bytes the model was loaded from.
     pub sha256: String,
     /// Size of those bytes.
@@ -34,11 +41,63 @@ pub struct Model {
     device: Device,
 }
 
-fn build(config: &ModelConfig, w: &mut WeightStore) -> (Transformer, Vq) {
-    (
-        Transformer::load(&config.transformer, w),
-        Vq::load(&config.vq, w),
-    )
+/// The image tokenizer a model's config names.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per model, built once and never moved again: boxing buys nothing
+pub enum Codec {
+    /// Tessera's: every finished token row decodes to final pixels.
+    Streaming(Vq),
+    /// Janus's VQ-16: decoded once the grid is complete.
+    Vq16(Vq16),
+}
+
+impl Codec {
+    /// Image `[B, 3, H, W]` in [−1, 1] → codebook indices `[B, h·w]`, raster order.
+    pub fn encode(&self, img: Tensor<4>) -> Tensor<2, burn::tensor::Int> {
+        match self {
+            Codec::Streaming(vq) => vq.encode(img),
+            Codec::Vq16(vq) => vq.encode(img),
+        }
+    }
+
+    /// Full-grid decode: indices `[B, h·w]` → pixels `[B, 3, H, W]` in about [−1, 1].
+    pub fn decode(&self, indices: Tensor<2, burn::tensor::Int>, grid_w: usize) -> Tensor<4> {
+        match self {
+            Codec::Streaming(vq) => vq.decode(indices, grid_w),
+            Codec::Vq16(vq) => vq.decode(indices, grid_w),
+        }
+    }
+
+    /// The streaming decoder of `r` new token rows `[B, r·w]` → their final pixel rows, continuing from
+    /// `state`; `None` for a codec that decodes only whole grids.
+    pub fn decode_rows(
+        &self,
+        indices: Tensor<2, burn::tensor::Int>,
+        grid_w: usize,
+        state: &mut DecoderState,
+    ) -> Option<Tensor<4>> {
+        match self {
+            Codec::Streaming(vq) => Some(vq.decode_rows(indices, grid_w, state)),
+            Codec::Vq16(_) => None,
+        }
+    }
+}
+
+/// The key table of a config's family.
+fn keys(config: &ModelConfig) -> KeyTable {
+    match config.family {
+        Family::Tessera => KeyTable::TESSERA,
+        Family::Janus(_) => janus::JANUS_KEYS,
+    }
+}
+
+fn build(config: &ModelConfig, w: &mut WeightStore) -> (Transformer, Codec) {
+    let transformer = Transformer::load(&config.transformer, w);
+    let codec = match config.vq.kind {
+        VqKind::Streaming => Codec::Streaming(Vq::load(&config.vq, w)),
+        VqKind::Vq16 { .. } => Codec::Vq16(Vq16::load(&config.vq, w)),
+    };
+    (transformer, codec)
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -49,23 +108,23 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl Model {
-    /// Parse `config.json` and safetensors bytes; every tensor is checked against the config.
+    /// Parse `config.json` (Tessera's own, or a Janus one) and safetensors bytes; every tensor is checked
+    /// against the config.
     pub fn from_bytes(config_json: &[u8], weights: &[u8], device: &Device) -> Result<Self> {
-        let config: ModelConfig = serde_json::from_slice(config_json)
-            .map_err(|e| TesseraError::Config(format!("config.json: {e}")))?;
-        Self::from_config(config, weights, device)
+        Self::from_config(ModelConfig::from_json(config_json)?, weights, device)
     }
 
     pub fn from_config(config: ModelConfig, weights: &[u8], device: &Device) -> Result<Self> {
         config.validate().map_err(TesseraError::Config)?;
-        let mut store = WeightStore::from_safetensors(weights, device)?;
-        let (transformer, vq) = build(&config, &mut store);
+        let mut store = WeightStore::from_safetensors(weights, keys(&config), device)?;
+        let (transformer, codec) = build(&config, &mut store);
         store.finish()?;
         let parameters = count_parameters(&config, device);
         Ok(Model {
             config,
             transformer,
-            vq,
+            codec,
+            tokenizer: None,
             sha256: sha256_hex(weights),
             weight_bytes: weights.len(),
             parameters,
@@ -86,7 +145,28 @@ impl Model {
         if let Ok(sum) = std::fs::read_to_string(dir.join("model.sha256")) {
             Self::verify_sha256(&weights, sum.split_whitespace().next().unwrap_or(""))?;
         }
-        Self::from_bytes(&config, &weights, device)
+        let model = Self::from_bytes(&config, &weights, device)?;
+        match (&model.config.family, dir.join("tokenizer.json")) {
+            (Family::Janus(_), path) if path.exists() => {
+                model.with_tokenizer(&read("tokenizer.json")?)
+            }
+            _ => Ok(model),
+        }
+    }
+
+    /// The model with the text tokenizer of `tokenizer.json` (Janus models), which also gives the prompt
+    /// ids its config leaves out.
+    pub fn with_tokenizer(mut self, json: &[u8]) -> Result<Self> {
+        let tokenizer = janus::TextTokenizer::from_bytes(json).map_err(TesseraError::Config)?;
+        let Family::Janus(janus) = &mut self.config.family else {
+            return Err(TesseraError::Config(format!(
+                "{} reads text as bytes: it takes no tokenizer.json",
+                self.config.model_id
+            )));
+        };
+        tokenizer.fill_in(janus);
+        self.tokenizer = Some(tokenizer);
+        Ok(self)
     }
 
     /// Check `weights` against an expected sha256 (hex) before loading them.
@@ -105,7 +185,7 @@ impl Model {
 
     /// Every tensor the architecture of `config` needs: name → shape (torch layout), the loader's table.
     pub fn architecture(config: &ModelConfig, device: &Device) -> BTreeMap<String, Vec<usize>> {
-        probe_names(device, |w| {
+        probe_names(device, keys(config), |w| {
             build(config, w);
         })
     }
@@ -151,7 +231,7 @@ impl Model {
             )));
         }
         let x = vq::image_to_tensor(rgb, size, &self.device);
-        let ids = read_ints(self.vq.encode(x)).await?;
+        let ids = read_ints(self.codec.encode(x)).await?;
         Ok(ids.into_iter().map(|i| i as u32).collect())
     }
 }

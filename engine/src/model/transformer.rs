@@ -53,6 +53,8 @@ pub struct Attention {
     wv: Dense,
     wo: Dense,
     n_heads: usize,
+    /// Fewer than `n_heads` under grouped-query attention.
+    n_kv_heads: usize,
 }
 
 /// Linear → exact GELU → Linear, with biases: the image aligner and the image head.
@@ -75,6 +77,7 @@ impl Transformer {
     pub fn load(config: &TransformerConfig, w: &mut WeightStore) -> Self {
         let c = config;
         let (d, h, eps) = (c.dim, c.mlp_hidden, c.norm_eps);
+        let kv = c.kv_heads() * c.head_dim(); // width of the keys and of the values
         let layers = (0..c.n_layers)
             .map(|i| {
                 let p = format!("layers.{i}");
@@ -85,10 +88,11 @@ impl Transformer {
                     attn_norm: rms_norm(w, &format!("{p}.attn_norm"), d, eps),
                     attn: Attention {
                         wq: dense(w, "attn.wq", d, d),
-                        wk: dense(w, "attn.wk", d, d),
-                        wv: dense(w, "attn.wv", d, d),
+                        wk: dense(w, "attn.wk", d, kv),
+                        wv: dense(w, "attn.wv", d, kv),
                         wo: dense(w, "attn.wo", d, d),
                         n_heads: c.n_heads,
+                        n_kv_heads: c.kv_heads(),
                     },
                     mlp_norm: rms_norm(w, &format!("{p}.mlp_norm"), d, eps),
                     w_gate: dense(w, "mlp.w_gate", d, h),
@@ -107,7 +111,7 @@ impl Transformer {
             layers,
             norm: rms_norm(w, "norm", d, eps),
             img_head: GeluMlp::load(w, "img_head", d, d, c.codebook_size),
-            rope: Rope::new(d / c.n_heads, c.max_seq, c.rope_theta, &device),
+            rope: Rope::new(c.head_dim(), c.max_seq, c.rope_theta, &device),
             config: config.clone(),
         }
     }
@@ -204,10 +208,13 @@ impl Attention {
     ) -> Tensor<3> {
         let [b, t, d] = x.dims();
         let hd = d / self.n_heads;
-        let heads = |y: Tensor<3>| y.reshape([b, t, self.n_heads, hd]).swap_dims(1, 2); // [B, H, T, hd]
-        let q = rope.apply(heads(self.wq.forward(x.clone())), start); // [B, H, T, hd]
-        let k = rope.apply(heads(self.wk.forward(x.clone())), start);
-        let v = heads(self.wv.forward(x));
+        let heads = |y: Tensor<3>, n| y.reshape([b, t, n, hd]).swap_dims(1, 2); // [B, n, T, hd]
+        let q = rope.apply(heads(self.wq.forward(x.clone()), self.n_heads), start); // [B, H, T, hd]
+        let k = rope.apply(heads(self.wk.forward(x.clone()), self.n_kv_heads), start); // [B, KV, T, hd]
+        let v = heads(self.wv.forward(x), self.n_kv_heads);
+        // Under grouped-query attention each key/value head serves `H / KV` consecutive query heads; the
+        // cache holds them repeated to H, so every attention kernel reads one key per query head.
+        let (k, v) = (self.per_query_head(k), self.per_query_head(v));
         layer.append(k, v, start);
         let end = start + t;
         let out = match kernels::attention_step(q, layer, end) {
@@ -224,6 +231,19 @@ impl Attention {
             }
         };
         self.wo.forward(out)
+    }
+}
+
+impl Attention {
+    /// `[B, KV, T, hd]` → `[B, H, T, hd]`, each key/value head repeated for its group of query heads.
+    fn per_query_head(&self, x: Tensor<4>) -> Tensor<4> {
+        if self.n_kv_heads == self.n_heads {
+            return x;
+        }
+        let [b, kv, t, hd] = x.dims();
+        x.unsqueeze_dim::<5>(2)
+            .repeat_dim(2, self.n_heads / kv)
+            .reshape([b, self.n_heads, t, hd])
     }
 }
 
@@ -385,9 +405,9 @@ mod tests {
         );
         let full = values(t.forward(
             x.clone(),
-            &mut KvCache::new(&config.transformer, 2, &device),
+            &mut KvCache::new(&config.transformer, 2, 9, &device),
         ));
-        let mut cache = KvCache::new(&config.transformer, 2, &device);
+        let mut cache = KvCache::new(&config.transformer, 2, 9, &device);
         let mut pieces = vec![t.forward(x.clone().narrow(1, 0, 4), &mut cache)];
         for i in 4..9 {
             pieces.push(t.forward(x.clone().narrow(1, i, 1), &mut cache));

@@ -27,8 +27,12 @@ pub enum ConvKind {
     Causal,
     /// 1×1.
     Pointwise,
+    /// 3×3, stride 2, no padding, after one zero row below and one zero column to the right: half size
+    /// (LlamaGen's `Downsample`).
+    DownPadEnd,
 }
 
+/// A convolution with bias, shared by both codecs.
 #[derive(Module, Debug)]
 pub struct Conv {
     /// `[out, in, k, k]`
@@ -39,7 +43,13 @@ pub struct Conv {
 }
 
 impl Conv {
-    fn load(w: &mut WeightStore, name: &str, c_in: usize, c_out: usize, kind: ConvKind) -> Self {
+    pub(crate) fn load(
+        w: &mut WeightStore,
+        name: &str,
+        c_in: usize,
+        c_out: usize,
+        kind: ConvKind,
+    ) -> Self {
         let k = if kind == ConvKind::Pointwise { 1 } else { 3 };
         Conv {
             weight: Param::from_tensor(w.tensor(&format!("{name}.weight"), [c_out, c_in, k, k])),
@@ -51,14 +61,25 @@ impl Conv {
     /// # Shapes
     /// `[B, C_in, H, W]` → `[B, C_out, H', W']`. For [`ConvKind::Causal`], `x` must already carry the two rows
     /// above it (see [`CausalRows`]), so H' = H − 2.
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let opts = match self.kind {
+    pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let (x, opts) = match self.kind {
+            ConvKind::DownPadEnd => (
+                x.pad((0, 1, 0, 1), 0.0),
+                ConvOptions::new([2, 2], [0, 0], [1, 1], 1),
+            ),
+            kind => (x, Self::options(kind)),
+        };
+        conv2d(x, self.weight.val(), Some(self.bias.val()), opts)
+    }
+
+    fn options(kind: ConvKind) -> ConvOptions<2> {
+        match kind {
             ConvKind::Same => ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
             ConvKind::Down => ConvOptions::new([2, 2], [1, 1], [1, 1], 1),
             ConvKind::Causal => ConvOptions::new([1, 1], [0, 1], [1, 1], 1),
             ConvKind::Pointwise => ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
-        };
-        conv2d(x, self.weight.val(), Some(self.bias.val()), opts)
+            ConvKind::DownPadEnd => unreachable!("padded before the convolution"),
+        }
     }
 }
 
@@ -325,12 +346,7 @@ impl Vq {
     /// Image `[B, 3, H, W]` in [−1, 1] → codebook indices `[B, (H/8)·(W/8)]`, raster order: the nearest
     /// normalised code to each normalised encoder output.
     pub fn encode(&self, img: Tensor<4>) -> Tensor<2, Int> {
-        let z = self.encoder.forward(img); // [B, D, h, w]
-        let [b, d, h, w] = z.dims();
-        let flat = l2_normalize_rows(z.permute([0, 2, 3, 1]).reshape([b * h * w, d])); // [N, D]
-        // For unit vectors, the smallest |z − e|² is the largest z·e.
-        let sim = flat.matmul(self.codebook.val().transpose()); // [N, K]
-        sim.argmax(1).reshape([b, h * w])
+        nearest_codes(self.encoder.forward(img), self.codebook.val())
     }
 
     /// Codebook indices `[B, r·w]` of `r` new token rows → their pixel rows `[B, 3, 8r, 8w]` in about [−1, 1],
@@ -341,12 +357,8 @@ impl Vq {
         grid_w: usize,
         state: &mut DecoderState,
     ) -> Tensor<4> {
-        let [b, n] = indices.dims();
-        let r = n / grid_w;
-        let codes = self.codebook.val().select(0, indices.reshape([b * n])); // [B·n, D]
-        let codes = codes
-            .reshape([b, r, grid_w, self.config.code_dim])
-            .permute([0, 3, 1, 2]);
+        let r = indices.dims()[1] / grid_w;
+        let codes = lookup_codes(self.codebook.val(), indices, grid_w); // [B, D, r, w]
         let pixels = self.decoder.forward(codes, state);
         state.token_rows += r;
         pixels
@@ -363,9 +375,28 @@ impl Vq {
 }
 
 /// Rows of `[N, D]` scaled to unit length (F.normalize's epsilon of 1e-12).
-fn l2_normalize_rows(x: Tensor<2>) -> Tensor<2> {
+pub(crate) fn l2_normalize_rows(x: Tensor<2>) -> Tensor<2> {
     let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
     x / norm
+}
+
+/// The nearest of the unit `codebook` rows `[K, D]` to each normalised `z` `[B, D, h, w]` → indices
+/// `[B, h·w]`, raster order. For unit vectors the smallest |z − e|² is the largest z·e.
+pub(crate) fn nearest_codes(z: Tensor<4>, codebook: Tensor<2>) -> Tensor<2, Int> {
+    let [b, d, h, w] = z.dims();
+    let flat = l2_normalize_rows(z.permute([0, 2, 3, 1]).reshape([b * h * w, d])); // [N, D]
+    let sim = flat.matmul(codebook.transpose()); // [N, K]
+    sim.argmax(1).reshape([b, h * w])
+}
+
+/// Codebook rows for `indices` `[B, h·w]` → `[B, D, h, w]` (channel first).
+pub(crate) fn lookup_codes(codebook: Tensor<2>, indices: Tensor<2, Int>, w: usize) -> Tensor<4> {
+    let [b, n] = indices.dims();
+    let d = codebook.dims()[1];
+    codebook
+        .select(0, indices.reshape([b * n]))
+        .reshape([b, n / w, w, d])
+        .permute([0, 3, 1, 2])
 }
 
 /// RGB bytes `H × W × 3` → `[1, 3, H, W]` in [−1, 1].
@@ -411,7 +442,10 @@ mod tests {
             &device,
         )
         .unwrap();
-        (model.vq, config)
+        match model.codec {
+            crate::model::Codec::Streaming(vq) => (vq, config),
+            crate::model::Codec::Vq16(_) => unreachable!("the tiny preset streams"),
+        }
     }
 
     fn ids(tokens: &[i64], device: &Device) -> Tensor<2, Int> {
