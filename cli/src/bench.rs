@@ -7,19 +7,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use burn::tensor::Device;
-use tessera::generation::Prompt;
 use tessera::{Generation, Model, Settings};
 
 use crate::args::{Failure, SamplingArgs};
 
-/// Floating-point operations of the prefill of `prompt` (multiply-adds count 2): every matmul of every
+/// Floating-point operations of a prefill of `t` positions (multiply-adds count 2): every matmul of every
 /// layer at every prompt position, causal attention, and the image head at the last position, times the
 /// batch (2 with guidance). Norms, rotary and activations are left out (a few per cent).
-fn prefill_flops(model: &Model, prompt: &str, guidance: f32) -> f64 {
+fn prefill_flops(model: &Model, t: usize, guidance: f32) -> f64 {
     let c = &model.config.transformer;
-    let t = Prompt::new(prompt, None, Default::default()).len() as f64;
+    let t = t as f64;
     let (d, h, k) = (c.dim as f64, c.mlp_hidden as f64, c.codebook_size as f64);
-    let per_position = c.n_layers as f64 * (4.0 * d * d + 3.0 * d * h) * 2.0;
+    let kv = (c.kv_heads() * c.head_dim()) as f64; // keys' and values' width (below d under GQA)
+    let per_position = c.n_layers as f64 * (2.0 * d * d + 2.0 * d * kv + 3.0 * d * h) * 2.0;
     // Scores and weighted values: each position attends to itself and the positions before it.
     let attention = c.n_layers as f64 * 2.0 * 2.0 * d * t * (t + 1.0) / 2.0;
     let head = 2.0 * (d * d + d * k);
@@ -124,9 +124,11 @@ pub fn bench(
 ) -> Result<serde_json::Value, Failure> {
     let (mut tokens_per_s, mut first_row_ms, mut image_ms) = (vec![], vec![], vec![]);
     let (mut prefill_s, mut decode_steps_per_s) = (vec![], vec![]);
+    let mut prompt_len = 0;
     for run in 0..=runs {
         let settings = sampling.settings(run as u64, &model.config);
         let mut g = Generation::new(model.clone(), prompt, None, settings)?;
+        prompt_len = g.prompt_len();
         let start = Instant::now();
         let mut first_row = None;
         // The first step is the prefill of the prompt (and one sample): the model's matmul-bound phase.
@@ -161,7 +163,7 @@ pub fn bench(
         // One step: a token of each CFG row through the transformer (the VQ's rows decoded in between).
         "decode_steps_per_s": median(&mut decode_steps_per_s),
         "device": format!("{:?}", model.device()),
-        "model_gflops": prefill_flops(model, prompt, guidance) / prefill / 1e9,
+        "model_gflops": prefill_flops(model, prompt_len, guidance) / prefill / 1e9,
         "peak_gflops": sgemm_gflops(model.device()),
         "threads": std::thread::available_parallelism().map(usize::from).unwrap_or(1),
     }))

@@ -189,6 +189,11 @@ impl Generation {
         &self.tokens
     }
 
+    /// Positions of the prompt the prefill runs (text and, for an edit, the source image).
+    pub fn prompt_len(&self) -> usize {
+        self.prompt.len()
+    }
+
     pub fn total_tokens(&self) -> usize {
         self.model.config.image_tokens()
     }
