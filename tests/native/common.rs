@@ -15,7 +15,12 @@ pub fn root() -> PathBuf {
 /// Every tensor of a safetensors fixture as (shape, values as f64).
 pub fn cases(path: &str) -> HashMap<String, (Vec<usize>, Vec<f64>)> {
     let bytes = std::fs::read(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let st = SafeTensors::deserialize(&bytes).unwrap();
+    tensors(&bytes)
+}
+
+/// Every tensor of safetensors bytes as (shape, values as f64).
+pub fn tensors(bytes: &[u8]) -> HashMap<String, (Vec<usize>, Vec<f64>)> {
+    let st = SafeTensors::deserialize(bytes).unwrap();
     st.tensors()
         .into_iter()
         .map(|(name, v)| {

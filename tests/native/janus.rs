@@ -259,15 +259,9 @@ fn grouped_query_attention_equals_plain_attention_with_repeated_heads() {
     let gqa_weights = Model::random_weights(&gqa_config, 3, &device);
     // The plain model: every tensor the same, k_proj and v_proj `[2·16, 64]` → `[4·16, 64]` with each
     // 16-row head block repeated.
-    let st = safetensors::SafeTensors::deserialize(&gqa_weights).unwrap();
     let mut tensors = tessera::weights::TensorMap::new();
-    for (name, view) in st.tensors() {
-        let values: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect();
-        let mut shape = view.shape().to_vec();
+    for (name, (mut shape, values)) in crate::common::tensors(&gqa_weights) {
+        let values: Vec<f32> = values.into_iter().map(|v| v as f32).collect(); // f32 written, f32 back
         let values = if name.ends_with("k_proj.weight") || name.ends_with("v_proj.weight") {
             shape[0] *= 2;
             values

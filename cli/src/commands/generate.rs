@@ -61,22 +61,14 @@ pub fn generate(a: GenerateArgs) -> Result<(), Failure> {
     settings.validate()?;
     let reading = read(&d, &a.prompt, Before::Nothing, None)?;
     let model = d.model.load()?;
-    let generation = match (&config.family, &d.prompt_ids) {
-        (Family::Tessera, Some(_)) => {
-            return Err(format!(
-                "--prompt-ids is for Janus models; {} reads its prompt as text",
-                config.model_id
-            )
-            .into());
-        }
-        (_, None) => {
+    // The engine refuses ids for a model that reads text, and a Janus model without a tokenizer or ids.
+    let generation = match &d.prompt_ids {
+        Some(ids) => Generation::from_prompt_ids(model, &a.prompt, ids, settings)?,
+        None => {
             let text = reading
                 .as_ref()
                 .map_or(&*a.prompt, |r| r.canonical.as_str());
-            Generation::new(model.clone(), text, None, settings)?.typed_as(&a.prompt)
-        }
-        (Family::Janus(_), Some(ids)) => {
-            Generation::from_prompt_ids(model.clone(), &a.prompt, ids, settings)?
+            Generation::new(model, text, None, settings)?.typed_as(&a.prompt)
         }
     };
     if let (Family::Tessera, Some(r)) = (&config.family, &reading) {
@@ -87,15 +79,8 @@ pub fn generate(a: GenerateArgs) -> Result<(), Failure> {
 
 pub fn edit(a: EditArgs) -> Result<(), Failure> {
     let d = a.draw;
-    let config = d.model.config()?;
-    if let Family::Janus(_) = config.family {
-        return Err(format!(
-            "{} generates from text only: Janus models do not edit an image",
-            config.model_id
-        )
-        .into());
-    }
-    let settings = d.sampling.settings(d.seed, &config);
+    // A Janus model is refused by the engine: it generates from text only.
+    let settings = d.sampling.settings(d.seed, &d.model.config()?);
     settings.validate()?;
     let reading = read(&d, &a.instruction, Before::Picture(None), Some(Kind::Edit))?;
     let shown = a.input.display();

@@ -337,9 +337,7 @@ impl Generation {
             rgb,
         })
     }
-}
 
-impl Generation {
     /// The whole grid, once complete, as one band: the last token row's, from the top.
     async fn decode_all(&mut self) -> Result<Band> {
         self.rgb = decode_tokens(&self.model, &self.tokens).await?;

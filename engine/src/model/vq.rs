@@ -62,24 +62,18 @@ impl Conv {
     /// `[B, C_in, H, W]` → `[B, C_out, H', W']`. For [`ConvKind::Causal`], `x` must already carry the two rows
     /// above it (see [`CausalRows`]), so H' = H − 2.
     pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let (x, opts) = match self.kind {
-            ConvKind::DownPadEnd => (
-                x.pad((0, 1, 0, 1), 0.0),
-                ConvOptions::new([2, 2], [0, 0], [1, 1], 1),
-            ),
-            kind => (x, Self::options(kind)),
-        };
-        conv2d(x, self.weight.val(), Some(self.bias.val()), opts)
-    }
-
-    fn options(kind: ConvKind) -> ConvOptions<2> {
-        match kind {
+        let opts = match self.kind {
             ConvKind::Same => ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
             ConvKind::Down => ConvOptions::new([2, 2], [1, 1], [1, 1], 1),
             ConvKind::Causal => ConvOptions::new([1, 1], [0, 1], [1, 1], 1),
             ConvKind::Pointwise => ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
-            ConvKind::DownPadEnd => unreachable!("padded before the convolution"),
-        }
+            ConvKind::DownPadEnd => ConvOptions::new([2, 2], [0, 0], [1, 1], 1),
+        };
+        let x = match self.kind {
+            ConvKind::DownPadEnd => x.pad((0, 1, 0, 1), 0.0), // right, bottom
+            _ => x,
+        };
+        conv2d(x, self.weight.val(), Some(self.bias.val()), opts)
     }
 }
 
