@@ -141,7 +141,9 @@ pub enum Preset {
     Tiny,
     /// 32² images, one layer: the browser tests' model on a software GPU.
     Micro,
-    /// The size of Janus-Pro-1B's language model (24 layers, d = 2048; a 24×24 grid): for speed only.
+    /// Janus-Pro-1B's image half (24 layers, d = 2048, VQ-16, a 24×24 grid), in Janus's config layout: for
+    /// speed and memory only.
+    #[value(name = "janus-pro-1b-sized")]
     JanusPro1bSized,
 }
 
@@ -152,6 +154,24 @@ impl Preset {
             Preset::Tiny => ModelConfig::tiny(),
             Preset::Micro => ModelConfig::micro(),
             Preset::JanusPro1bSized => ModelConfig::janus_pro_1b_sized(),
+        }
+    }
+}
+
+/// A float format for weights on disk.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum FloatFormatArg {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl From<FloatFormatArg> for tessera::checkpoint::FloatFormat {
+    fn from(f: FloatFormatArg) -> Self {
+        match f {
+            FloatFormatArg::F32 => Self::F32,
+            FloatFormatArg::F16 => Self::F16,
+            FloatFormatArg::Bf16 => Self::Bf16,
         }
     }
 }

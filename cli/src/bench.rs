@@ -63,6 +63,7 @@ pub fn bench_peer(
     python: &Path,
     model_dir: &Path,
     prompt: &str,
+    prompt_ids: Option<&[u32]>,
     sampling: &Settings,
     runs: usize,
 ) -> Result<serde_json::Value, Failure> {
@@ -71,9 +72,13 @@ pub fn bench_peer(
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../trainer/bench_peer.py");
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let out = std::process::Command::new(python)
-        .arg(&script)
-        .arg(model_dir)
+    let mut command = std::process::Command::new(python);
+    command.arg(&script).arg(model_dir);
+    if let Some(ids) = prompt_ids {
+        let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
+        command.args(["--prompt-ids", &ids.join(",")]);
+    }
+    let out = command
         .args([
             "--runs",
             &runs.to_string(),
@@ -119,6 +124,7 @@ fn peak_rss_mb() -> f64 {
 pub fn bench(
     model: &Arc<Model>,
     prompt: &str,
+    prompt_ids: Option<&[u32]>,
     sampling: &SamplingArgs,
     runs: usize,
 ) -> Result<serde_json::Value, Failure> {
@@ -127,7 +133,10 @@ pub fn bench(
     let mut prompt_len = 0;
     for run in 0..=runs {
         let settings = sampling.settings(run as u64, &model.config);
-        let mut g = Generation::new(model.clone(), prompt, None, settings)?;
+        let mut g = match prompt_ids {
+            Some(ids) => Generation::from_prompt_ids(model.clone(), prompt, ids, settings)?,
+            None => Generation::new(model.clone(), prompt, None, settings)?,
+        };
         prompt_len = g.prompt_len();
         let start = Instant::now();
         let mut first_row = None;

@@ -10,7 +10,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use commands::{
-    bench as bench_cmd, data, eval, generate, init, inspect, interpret, policy, tokenize, verify,
+    bench as bench_cmd, convert, data, eval, generate, init, inspect, interpret, policy, tokenize,
+    verify,
 };
 
 #[derive(Parser)]
@@ -41,7 +42,10 @@ enum Command {
     /// Write an UNTRAINED model folder (random weights) of a preset architecture, for tests and for trying a
     /// configuration end to end before training it.
     Init(init::InitArgs),
-    /// Print a model's config, parameter count, weight size and sha256.
+    /// Rewrite a downloaded model folder (safetensors, shards or pytorch_model.bin) as the folder the browser
+    /// loads: the image half's tensors in safetensors shards, with a sha256 list.
+    Convert(convert::ConvertArgs),
+    /// Print a model's family, config, parameter counts, weight size and sha256.
     Inspect(inspect::InspectArgs),
     /// ShapesEval: generate fresh scenes and score what the model drew (one JSON object on stdout).
     Eval(eval::EvalArgs),
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => verify::run(a),
         Command::Policy(a) => policy::run(a),
         Command::Init(a) => init::run(a),
+        Command::Convert(a) => convert::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Bench(a) => bench_cmd::run(a),

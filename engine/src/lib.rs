@@ -13,6 +13,8 @@
 //! - [`image_input`]: images given to the model (uploads, edits);
 //! - `web` (wasm32 only): the browser's front door, one `Engine` the Web Worker drives.
 
+#[cfg(not(target_family = "wasm"))]
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod generation;
@@ -28,7 +30,7 @@ pub mod weights;
 pub use config::ModelConfig;
 pub use error::{Result, TesseraError};
 pub use generation::{Band, Generation, Settings, Step};
-pub use model::{Model, sha256_hex};
+pub use model::{Model, Parameters, WeightsIdentity, sha256_hex};
 pub use trust::{Policy, Provenance};
 
 #[cfg(test)]

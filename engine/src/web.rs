@@ -144,7 +144,7 @@ impl Engine {
         let o = Object::new();
         set(&o, "modelId", c.model_id.as_str());
         set(&o, "sha256", s.model.sha256.as_str());
-        set(&o, "parameters", s.model.parameters as f64);
+        set(&o, "parameters", s.model.parameters.total() as f64);
         set(&o, "weightBytes", s.model.weight_bytes as f64);
         set(&o, "imageSize", c.image_size as u32);
         set(&o, "grid", c.grid() as u32);

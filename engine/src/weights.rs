@@ -1,11 +1,13 @@
-//! Loading weights from safetensors bytes (so the browser and the CLI share one path), with every tensor's
-//! name and shape checked against the architecture the config describes.
+//! Loading weights, with every tensor's name and shape checked against the architecture the config
+//! describes, from any [`TensorSource`]: safetensors bytes in memory (the browser), or natively the files of
+//! a model folder read one tensor at a time (`crate::checkpoint`).
 //!
 //! Model code asks a [`WeightStore`] for each tensor by name and expected shape, in torch layout (`Linear`
 //! weights `[out, in]`, convolutions `[out, in, kh, kw]`); the store records every problem instead of
 //! stopping at the first, and [`WeightStore::finish`] reports them all, together with any tensor the
 //! architecture never asked for.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -31,6 +33,11 @@ pub enum TensorProblem {
     Dtype {
         name: String,
         dtype: String,
+    },
+    /// The file holding the tensor could not be read (truncated, corrupt, gone): `reason` names the file.
+    Unreadable {
+        name: String,
+        reason: String,
     },
 }
 
@@ -65,6 +72,9 @@ impl fmt::Display for TensorProblem {
                     "tensor `{name}` is stored as {dtype}; only F32, F16 and BF16 can be loaded"
                 )
             }
+            TensorProblem::Unreadable { name, reason } => {
+                write!(f, "tensor `{name}` cannot be read: {reason}")
+            }
         }
     }
 }
@@ -75,6 +85,8 @@ pub enum WeightsError {
         "the weights file is not valid safetensors ({0}); it may be truncated or corrupt: download it again"
     )]
     Corrupt(String),
+    #[error("cannot read the weights file {path}: {reason}")]
+    File { path: String, reason: String },
     #[error(
         "the weights file's sha256 is {found}, but {expected} was expected: the file is corrupt or not this model's; download it again"
     )]
@@ -110,38 +122,81 @@ impl KeyTable {
     };
 }
 
-/// A checkpoint's tensors, handed out by name to the model code that builds modules and decoded to f32 one
-/// at a time as they are asked for (a tensor nobody asks for is never decoded).
+/// Where a checkpoint's tensors are read from: one safetensors file's bytes in memory, or natively the
+/// files of a model folder (`crate::checkpoint`), which are read one tensor at a time.
+pub trait TensorSource {
+    /// Every tensor's name.
+    fn names(&self) -> Vec<String>;
+    /// A tensor's dtype and shape, without reading it.
+    fn info(&self, name: &str) -> Option<(Dtype, Vec<usize>)>;
+    /// A tensor's values: row-major, little-endian bytes of its dtype. An error names the file.
+    fn read(&self, name: &str) -> Result<Cow<'_, [u8]>, String>;
+}
+
+impl TensorSource for SafeTensors<'_> {
+    fn names(&self) -> Vec<String> {
+        SafeTensors::names(self)
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn info(&self, name: &str) -> Option<(Dtype, Vec<usize>)> {
+        let view = self.tensor(name).ok()?;
+        Some((view.dtype(), view.shape().to_vec()))
+    }
+
+    fn read(&self, name: &str) -> Result<Cow<'_, [u8]>, String> {
+        self.tensor(name)
+            .map(|view| Cow::Borrowed(view.data()))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Parse safetensors bytes (a whole file) as a [`TensorSource`].
+pub fn safetensors_source(bytes: &[u8]) -> Result<SafeTensors<'_>, WeightsError> {
+    SafeTensors::deserialize(bytes).map_err(|e| WeightsError::Corrupt(e.to_string()))
+}
+
+/// A checkpoint's tensors, handed out by name to the model code that builds modules, each read and decoded
+/// when it is asked for (a tensor nobody asks for is never read), so loading holds one tensor's bytes at a
+/// time besides the model being built.
 pub struct WeightStore<'a> {
     /// `None` when probing an architecture's names.
-    file: Option<SafeTensors<'a>>,
+    source: Option<&'a dyn TensorSource>,
     keys: KeyTable,
     taken: BTreeSet<String>,
     problems: Vec<TensorProblem>,
+    /// Values of the tensors handed out so far.
+    parameters: usize,
     device: Device,
 }
 
 impl<'a> WeightStore<'a> {
-    /// Parse safetensors bytes named as `keys` says. Fails only when the file itself is unreadable;
-    /// per-tensor problems are reported by [`WeightStore::finish`].
-    pub fn from_safetensors(
-        bytes: &'a [u8],
-        keys: KeyTable,
-        device: &Device,
-    ) -> Result<Self, WeightsError> {
-        let file =
-            SafeTensors::deserialize(bytes).map_err(|e| WeightsError::Corrupt(e.to_string()))?;
-        Ok(WeightStore {
-            file: Some(file),
+    /// The tensors of `source`, named as `keys` says; per-tensor problems are reported by
+    /// [`WeightStore::finish`].
+    pub fn new(source: &'a dyn TensorSource, keys: KeyTable, device: &Device) -> Self {
+        Self::with_source(Some(source), keys, device)
+    }
+
+    fn with_source(source: Option<&'a dyn TensorSource>, keys: KeyTable, device: &Device) -> Self {
+        WeightStore {
+            source,
             keys,
             taken: BTreeSet::new(),
             problems: Vec::new(),
+            parameters: 0,
             device: device.clone(),
-        })
+        }
     }
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Values of the tensors handed out so far.
+    pub fn parameters(&self) -> usize {
+        self.parameters
     }
 
     /// The tensor `name`, checked to have `shape`. On a problem, records it and returns zeros so building
@@ -155,58 +210,83 @@ impl<'a> WeightStore<'a> {
     /// and contiguous.
     pub fn tensor_transposed(&mut self, name: &str, shape: [usize; 2]) -> Tensor<2> {
         let [rows, cols] = shape;
-        let values = self.values(name, &shape);
-        let mut t = vec![0.0; values.len()];
-        for r in 0..rows {
-            for c in 0..cols {
-                t[c * rows + r] = values[r * cols + c];
+        let mut t = vec![0.0; rows * cols];
+        if let Some(Stored { dtype, bytes }) = self.stored(name, &shape) {
+            let values = decode(dtype, &bytes);
+            for r in 0..rows {
+                for c in 0..cols {
+                    t[c * rows + r] = values[r * cols + c];
+                }
             }
         }
         Tensor::from_data(TensorData::new(t, [cols, rows]), &self.device)
     }
 
-    /// The values of the engine's tensor `name` (the checkpoint's name for it from the key table), checked
-    /// to have `shape`, decoded to f32.
+    /// The values of the engine's tensor `name`, checked to have `shape`, decoded to f32; zeros (and a
+    /// recorded problem) where it cannot be had.
     pub fn values(&mut self, name: &str, shape: &[usize]) -> Vec<f32> {
+        match self.stored(name, shape) {
+            Some(Stored { dtype, bytes }) => decode(dtype, &bytes),
+            None => vec![0.0; shape.iter().product()],
+        }
+    }
+
+    /// The engine's tensor `name` (the checkpoint's name for it from the key table) as stored, checked to
+    /// have `shape` and a float dtype; `None` after recording the problem.
+    pub fn stored(&mut self, name: &str, shape: &[usize]) -> Option<Stored<'a>> {
+        let (name, dtype) = self.check(name, shape)?;
+        let source = self.source?;
+        match source.read(&name) {
+            Ok(bytes) => Some(Stored { dtype, bytes }),
+            Err(reason) => {
+                self.problems
+                    .push(TensorProblem::Unreadable { name, reason });
+                None
+            }
+        }
+    }
+
+    /// What [`WeightStore::stored`] checks, without reading the tensor: its checkpoint name and dtype, or
+    /// `None` after recording the problem.
+    pub fn check(&mut self, name: &str, shape: &[usize]) -> Option<(String, Dtype)> {
         let name = (self.keys.checkpoint_name)(name);
-        let n: usize = shape.iter().product();
-        let problem = match self.file.as_ref().map(|f| f.tensor(&name)) {
-            None | Some(Err(_)) => TensorProblem::Missing {
-                name: name.clone(),
+        self.taken.insert(name.clone());
+        let problem = match self.source.and_then(|s| s.info(&name)) {
+            None => TensorProblem::Missing {
+                name,
                 expected: shape.to_vec(),
             },
-            Some(Ok(view)) if view.shape() != shape => TensorProblem::Shape {
-                name: name.clone(),
+            Some((_, found)) if found != shape => TensorProblem::Shape {
+                name,
                 expected: shape.to_vec(),
-                found: view.shape().to_vec(),
+                found,
             },
-            Some(Ok(view)) => match decode(view.dtype(), view.data()) {
-                Some(values) => {
-                    self.taken.insert(name);
-                    return values;
+            Some((dtype, _)) if !matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) => {
+                TensorProblem::Dtype {
+                    name,
+                    dtype: format!("{dtype:?}"),
                 }
-                None => TensorProblem::Dtype {
-                    name: name.clone(),
-                    dtype: format!("{:?}", view.dtype()),
-                },
-            },
+            }
+            Some((dtype, _)) => {
+                self.parameters += shape.iter().product::<usize>();
+                return Some((name, dtype));
+            }
         };
-        self.taken.insert(name);
         self.problems.push(problem);
-        vec![0.0; n]
+        None
     }
 
     /// All problems found while building, plus tensors the architecture never asked for (except those the
     /// key table says the image half never reads).
     pub fn finish(mut self) -> Result<(), WeightsError> {
-        if let Some(file) = &self.file {
-            let mut names = file.names();
+        if let Some(source) = self.source {
+            let mut names = source.names();
             names.sort();
             for name in names {
-                if !self.taken.contains(name) && !(self.keys.unused)(name) {
-                    let found = file.tensor(name).map(|v| v.shape().to_vec());
+                if !self.taken.contains(&name) && !(self.keys.unused)(&name) {
+                    let found = source.info(&name).map(|(_, shape)| shape);
                     self.problems.push(TensorProblem::Unexpected {
-                        name: name.to_string(),
+                        name,
                         found: found.unwrap_or_default(),
                     });
                 }
@@ -220,9 +300,15 @@ impl<'a> WeightStore<'a> {
     }
 }
 
-/// Little-endian F32, F16 or BF16 bytes → f32 values; `None` for any other dtype.
-fn decode(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
-    Some(match dtype {
+/// A tensor as its checkpoint stores it: F32, F16 or BF16, little-endian.
+pub struct Stored<'a> {
+    pub dtype: Dtype,
+    pub bytes: Cow<'a, [u8]>,
+}
+
+/// Little-endian F32, F16 or BF16 bytes → f32 values (the store hands out no other dtype).
+pub fn decode(dtype: Dtype, data: &[u8]) -> Vec<f32> {
+    match dtype {
         Dtype::F32 => data
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -235,8 +321,8 @@ fn decode(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
             .chunks_exact(2)
             .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
             .collect(),
-        _ => return None,
-    })
+        other => unreachable!("the store refuses {other:?} tensors"),
+    }
 }
 
 /// Records the checkpoint name (under `keys`) and shape of every tensor a builder asks for.
@@ -245,13 +331,7 @@ pub fn probe_names(
     keys: KeyTable,
     build: impl FnOnce(&mut WeightStore),
 ) -> BTreeMap<String, Vec<usize>> {
-    let mut store = WeightStore {
-        file: None,
-        keys,
-        taken: BTreeSet::new(),
-        problems: vec![],
-        device: device.clone(),
-    };
+    let mut store = WeightStore::with_source(None, keys, device);
     build(&mut store);
     store
         .problems

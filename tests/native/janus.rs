@@ -15,7 +15,7 @@ use tessera::model::kv_cache::KvCache;
 use tessera::model::{Codec, read_floats, read_ints};
 use tessera::{Generation, Model, Settings};
 
-const FIXTURE: &str = "tests/fixtures/janus-tiny";
+pub(crate) const FIXTURE: &str = "tests/fixtures/janus-tiny";
 /// Logits are O(4) and images O(2) here; float32 sums in another order move them by ~1e-6.
 const TOL: f64 = 1e-4;
 
@@ -27,6 +27,31 @@ fn fixture() -> Cases {
 
 fn load(device: &Device) -> Arc<Model> {
     Arc::new(Model::load_dir(&root().join(FIXTURE), device).expect("janus-tiny loads"))
+}
+
+/// The fixture prompt's two rows through the decoder: the guided image logits of the last position.
+pub(crate) fn prefill_logits(model: &Model) -> Vec<f32> {
+    let (c, device) = (fixture(), model.device());
+    let rows: Vec<i64> = c["cfg_batch_tokens"].1.iter().map(|&v| v as i64).collect();
+    let len = rows.len() / 2;
+    let t = &model.transformer;
+    let mut cache = KvCache::new(&model.config.transformer, 2, len, device);
+    let hidden = t.forward(t.embed_text(ids(rows, [2, len], device)), &mut cache);
+    let dim = model.config.transformer.dim;
+    let logits = floats(t.image_logits(hidden.narrow(1, len - 1, 1).reshape([2, dim])));
+    let k = model.config.transformer.codebook_size;
+    let guidance = model.config.default_settings().guidance;
+    tessera::generation::sampler::guide(&logits[..k], &logits[k..], guidance)
+}
+
+/// (a): the prefill's guided logits against the reference's, within `tolerance`.
+pub(crate) fn prefill_matches(model: &Model, tolerance: f64) {
+    let d = max_abs_diff(&prefill_logits(model), &fixture()["a_prefill_logits_cfg"].1);
+    eprintln!("prefill guided logits: {d:.1e}");
+    assert!(
+        d < tolerance,
+        "prefill differs from the reference by {d:.2e}"
+    );
 }
 
 fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {

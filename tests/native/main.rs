@@ -4,6 +4,7 @@
 //! instead of one per file.
 
 mod backends;
+mod checkpoints;
 mod cli;
 mod common;
 mod credentials;

@@ -57,9 +57,14 @@ pub struct BenchArgs {
     pub peer: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = BenchDevice::Cpu)]
     pub device: BenchDevice,
-    /// Time this architecture with random weights instead of a model folder (its images are noise).
+    /// Time this architecture with random weights instead of a model folder (its images are noise). For
+    /// janus-pro-1b-sized, write the folder once with `tessera init --dtype f16` and bench that instead.
     #[arg(long, value_enum, conflicts_with_all = ["model", "peer"])]
     pub preset: Option<Preset>,
+    /// Janus models: prompt with these token ids (comma-separated, BOS first and `<begin_of_image>` last)
+    /// instead of tokenizing the prompt.
+    #[arg(long, value_delimiter = ',')]
+    pub prompt_ids: Option<Vec<u32>>,
 }
 
 pub fn run(a: BenchArgs) -> Result<(), Failure> {
@@ -71,16 +76,29 @@ pub fn run(a: BenchArgs) -> Result<(), Failure> {
         Some(preset) => Arc::new(random_model(preset.config(), &device)?),
         None => a.model.load_on(&device)?,
     };
-    let mut report = bench(&model, &a.prompt, &a.sampling, a.runs)?;
+    let ids = a.prompt_ids.as_deref();
+    let mut report = bench(&model, &a.prompt, ids, &a.sampling, a.runs)?;
     if let Some(python) = &a.peer {
         let settings = a.sampling.settings(0, &model.config);
-        let peer = bench_peer(python, &a.model.dir(), &a.prompt, &settings, a.runs)?;
-        let ratio = report["tokens_per_s"].as_f64().unwrap_or(0.0)
-            / peer["tokens_per_s"].as_f64().unwrap_or(f64::NAN);
-        report["peer"] = peer["peer"].clone();
-        report["peer_tokens_per_s"] = peer["tokens_per_s"].clone();
-        report["peer_first_row_ms"] = peer["first_row_ms"].clone();
-        report["peer_image_ms"] = peer["image_ms"].clone();
+        let peer = bench_peer(python, &a.model.dir(), &a.prompt, ids, &settings, a.runs)?;
+        // A Janus peer times the transformer only: compare decode steps; a Tessera one whole images.
+        let rate = if peer.get("decode_steps_per_s").is_some() {
+            "decode_steps_per_s"
+        } else {
+            "tokens_per_s"
+        };
+        let ratio = report[rate].as_f64().unwrap_or(0.0) / peer[rate].as_f64().unwrap_or(f64::NAN);
+        if let Some(fields) = peer.as_object() {
+            for (key, value) in fields {
+                let key = if key == "peer" {
+                    key.clone()
+                } else {
+                    format!("peer_{key}")
+                };
+                report[key] = value.clone();
+            }
+        }
+        report["ratio_of"] = rate.into();
         report["ratio"] = ratio.into();
     }
     if a.json {

@@ -15,15 +15,20 @@ pub fn run(a: InspectArgs) -> Result<(), Failure> {
     println!("family: {}", model.config.family.name());
     println!("{}", serde_json::to_string_pretty(&model.config)?);
     let m = |n: usize| n as f64 / 1e6;
+    let p = model.parameters;
     println!(
-        "parameters: {} ({:.2} M)",
-        model.parameters,
-        m(model.parameters)
+        "parameters: {} ({:.2} M): transformer {} ({:.2} M), image codec {} ({:.2} M)",
+        p.total(),
+        m(p.total()),
+        p.transformer,
+        m(p.transformer),
+        p.codec,
+        m(p.codec)
     );
     println!(
         "weight bytes: {} ({:.1} MB)",
         model.weight_bytes,
-        m(model.weight_bytes)
+        model.weight_bytes as f64 / 1e6
     );
     println!("sha256: {}", model.sha256);
     Ok(())

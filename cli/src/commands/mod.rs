@@ -1,6 +1,7 @@
 //! One module per subcommand: its arguments and what it does.
 
 pub mod bench;
+pub mod convert;
 pub mod data;
 pub mod eval;
 pub mod generate;

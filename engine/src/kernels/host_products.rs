@@ -1,15 +1,19 @@
-//! The CPU's decode-step product: `[rows ≤ 4, in] · [in, out]` from a packed host copy of the weight, in f16
-//! where the checkpoint is, every output row at once, split over two cores natively.
+//! The CPU backend's products: `[rows, in] · [in, out]` from a packed host copy of the weight, in the
+//! checkpoint's own f16 or bf16 where it has one, every output row at once, split over two cores natively.
+//! The host copy is the only copy of the weight on the CPU: prefill takes it too.
 //!
 //! A decode step multiplies a few rows (1 or 2: guidance runs a batch of two) by each weight: a
 //! matrix-vector product whose cost is streaming the weight from memory. burn's CPU matmul runs that shape
 //! through gemm's small-M kernel on one thread (it is below burn's parallel threshold); [`HostLinear::apply`]
 //! streams a packed copy once for every output row, and natively hands half the panels to
-//! [`super::hot_join`]'s helper thread.
+//! [`super::hot_join`]'s helper thread. A prefill's many rows take each panel in turn, in groups of
+//! [`DECODE_ROWS`] rows, while the panel sits in the core's cache.
+
+use safetensors::Dtype;
 
 use super::DECODE_ROWS;
 
-/// A linear layer's weight and bias as the host keeps them for decode steps.
+/// A linear layer's weight and bias as the host keeps them.
 #[derive(Debug)]
 pub(crate) struct HostLinear {
     weight: HostWeight,
@@ -27,38 +31,75 @@ const PANEL: usize = if cfg!(target_arch = "wasm32") { 16 } else { 32 };
 /// A [`HostLinear`] weight, packed in panels of [`PANEL`] output columns: `[⌈out / PANEL⌉, in, PANEL]`,
 /// the last panel padded with zeros, so a panel streams from memory in one contiguous run.
 ///
-/// Checkpoints stored in f16 keep their f16 values: half the bytes to stream per decode step (the
-/// default model's 45 MB of f32 is more than this class of machine's L3; 22 MB is not), and widening an f16
-/// to f32 is exact, so the products are bit-for-bit those of the f32 copy.
+/// Checkpoints stored in f16 or bf16 keep their 16-bit values: half the bytes to hold and to stream per
+/// decode step (the default model's 45 MB of f32 is more than this class of machine's L3; 22 MB is not),
+/// and widening either to f32 is exact, so the products are bit-for-bit those of an f32 copy. An f32
+/// checkpoint whose values are all f16 values is kept as f16 for the same reason.
 #[derive(Debug)]
 enum HostWeight {
     F32(Vec<f32>),
     /// IEEE binary16 bit patterns, all finite.
     F16(Vec<u16>),
+    /// bfloat16 bit patterns (the top half of an f32's).
+    Bf16(Vec<u16>),
+}
+
+/// Packs a weight given in torch layout `[out, in]` (`at(o, i)`) into [`HostWeight`] panels.
+fn pack<T: Copy + Default>(d_in: usize, d_out: usize, at: impl Fn(usize) -> T) -> Vec<T> {
+    let mut packed = vec![T::default(); d_out.div_ceil(PANEL) * d_in * PANEL];
+    for o in 0..d_out {
+        let (panel, column) = (o / PANEL, o % PANEL);
+        for i in 0..d_in {
+            packed[(panel * d_in + i) * PANEL + column] = at(o * d_in + i);
+        }
+    }
+    packed
+}
+
+/// The little-endian 16-bit words of `bytes`.
+fn words(bytes: &[u8]) -> Vec<u16> {
+    bytes
+        .chunks_exact(2)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+        .collect()
 }
 
 impl HostLinear {
-    /// `weight` `[in, out]` row-major, packed; kept as f16 when every value is one exactly.
-    pub(crate) fn new(weight: Vec<f32>, bias: Option<Vec<f32>>, d_in: usize, d_out: usize) -> Self {
-        assert_eq!(weight.len(), d_in * d_out, "HostLinear weight is [in, out]");
-        let panels = d_out.div_ceil(PANEL);
-        let mut packed = vec![0.0f32; panels * d_in * PANEL];
-        for (i, row) in weight.chunks_exact(d_out).enumerate() {
-            for (p, columns) in row.chunks(PANEL).enumerate() {
-                let start = (p * d_in + i) * PANEL;
-                packed[start..start + columns.len()].copy_from_slice(columns);
+    /// A weight as its checkpoint stores it (`dtype` F32, F16 or BF16, little-endian `bytes`, torch layout
+    /// `[out, in]`), packed without an f32 copy of a 16-bit one.
+    pub(crate) fn from_stored(
+        dtype: Dtype,
+        bytes: &[u8],
+        bias: Option<Vec<f32>>,
+        d_in: usize,
+        d_out: usize,
+    ) -> Self {
+        assert_eq!(
+            bytes.len(),
+            d_in * d_out * dtype.bitsize() / 8,
+            "HostLinear weight is [out, in]"
+        );
+        let weight = match dtype {
+            Dtype::BF16 => {
+                let w = words(bytes);
+                HostWeight::Bf16(pack(d_in, d_out, |j| w[j]))
             }
-        }
-        let as_f16: Option<Vec<u16>> = packed
-            .iter()
-            .map(|&v| {
-                let h = half::f16::from_f32(v);
-                (h.is_finite() && h.to_f32() == v).then_some(h.to_bits())
-            })
-            .collect();
-        let weight = match as_f16 {
-            Some(bits) => HostWeight::F16(bits),
-            None => HostWeight::F32(packed),
+            Dtype::F16 => {
+                let w = words(bytes);
+                if w.iter().all(|&h| half::f16::from_bits(h).is_finite()) {
+                    HostWeight::F16(pack(d_in, d_out, |j| w[j]))
+                } else {
+                    let w: Vec<f32> = w
+                        .iter()
+                        .map(|&h| half::f16::from_bits(h).to_f32())
+                        .collect();
+                    HostWeight::F32(pack(d_in, d_out, |j| w[j]))
+                }
+            }
+            _ => {
+                let w = crate::weights::decode(dtype, bytes);
+                Self::f16_if_exact(pack(d_in, d_out, |j| w[j]))
+            }
         };
         HostLinear {
             weight,
@@ -68,50 +109,71 @@ impl HostLinear {
         }
     }
 
-    /// Whether the weight is kept as f16 (every value of the checkpoint's weight is one exactly).
-    #[cfg(test)]
-    pub(crate) fn is_f16(&self) -> bool {
-        matches!(self.weight, HostWeight::F16(_))
+    /// A weight of zeros (what a missing tensor loads as while the rest are checked), left untouched in
+    /// memory, so probing an architecture's names costs no resident memory.
+    pub(crate) fn zeros(bias: Option<Vec<f32>>, d_in: usize, d_out: usize) -> Self {
+        HostLinear {
+            weight: HostWeight::F32(vec![0.0; d_out.div_ceil(PANEL) * d_in * PANEL]),
+            bias,
+            d_in,
+            d_out,
+        }
     }
 
-    /// `x` `[rows ≤ DECODE_ROWS, in]` → `[rows, out]`, reading the weight once.
+    /// Packed f32 values, kept as f16 when every one is an f16 exactly.
+    fn f16_if_exact(packed: Vec<f32>) -> HostWeight {
+        let as_f16: Option<Vec<u16>> = packed
+            .iter()
+            .map(|&v| {
+                let h = half::f16::from_f32(v);
+                (h.is_finite() && h.to_f32() == v).then_some(h.to_bits())
+            })
+            .collect();
+        match as_f16 {
+            Some(bits) => HostWeight::F16(bits),
+            None => HostWeight::F32(packed),
+        }
+    }
+
+    /// How the weight is kept: "f32", "f16" or "bf16".
+    #[cfg(test)]
+    pub(crate) fn kept_as(&self) -> &'static str {
+        match self.weight {
+            HostWeight::F32(_) => "f32",
+            HostWeight::F16(_) => "f16",
+            HostWeight::Bf16(_) => "bf16",
+        }
+    }
+
+    /// `x` `[rows, in]` → `[rows, out]`: the weight streamed once for up to [`DECODE_ROWS`] rows, and for
+    /// more, each panel taken by every group of rows while it is in cache.
     pub(crate) fn apply(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        assert!((1..=DECODE_ROWS).contains(&rows) && x.len() == rows * self.d_in);
+        assert!(rows >= 1 && x.len() == rows * self.d_in);
         let mut out = match &self.bias {
             Some(bias) => bias.repeat(rows),
             None => vec![0.0; rows * self.d_out],
         };
-        match rows {
-            1 => self.accumulate::<1>(x, &mut out),
-            2 => self.accumulate::<2>(x, &mut out),
-            3 => self.accumulate::<3>(x, &mut out),
-            _ => self.accumulate::<4>(x, &mut out),
-        }
+        let x: Vec<&[f32]> = x.chunks_exact(self.d_in).collect();
+        let mut out_rows: Vec<&mut [f32]> = out.chunks_exact_mut(self.d_out).collect();
+        self.accumulate(&x, &mut out_rows);
         out
     }
 
-    /// `out` `[R, out]` += `x` `[R, in]` · weight. Natively, a product big enough to pay for the hand-over
-    /// is split by panels between this thread and [`super::hot_join`]'s helper: each streams half the
-    /// weight, which is what bounds a decode step (one core alone does not reach the memory bandwidth).
-    fn accumulate<const R: usize>(&self, x: &[f32], out: &mut [f32]) {
+    /// `out` `[rows, out]` += `x` `[rows, in]` · weight. Natively, a product big enough to pay for the
+    /// hand-over is split by panels between this thread and [`super::hot_join`]'s helper: each streams half
+    /// the weight, which is what bounds a decode step (one core alone does not reach the memory bandwidth).
+    fn accumulate(&self, x: &[&[f32]], out: &mut [&mut [f32]]) {
         let k = self.d_in;
-        let x: [&[f32]; R] = std::array::from_fn(|r| &x[r * k..][..k]);
-        let mut rows = out.chunks_exact_mut(self.d_out);
-        let out: [&mut [f32]; R] = std::array::from_fn(|_| rows.next().expect("R output rows"));
         let weight = self.weight.panels();
         #[cfg(not(target_arch = "wasm32"))]
         if k * self.d_out >= SPLIT_WEIGHTS {
             let columns = self.d_out.div_ceil(PANEL) / 2 * PANEL;
             let (weight_left, weight_right) = weight.split_at(columns * k);
-            let mut left = out;
-            let right: [&mut [f32]; R] = std::array::from_fn(|r| {
-                let (row_left, row_right) = std::mem::take(&mut left[r]).split_at_mut(columns);
-                left[r] = row_left;
-                row_right
-            });
+            let (mut left, mut right): (Vec<&mut [f32]>, Vec<&mut [f32]>) =
+                out.iter_mut().map(|row| row.split_at_mut(columns)).unzip();
             super::hot_join::join(
-                || accumulate_panels(weight_left, x, left, k),
-                || accumulate_panels(weight_right, x, right, k),
+                || accumulate_panels(weight_left, x, &mut left, k),
+                || accumulate_panels(weight_right, x, &mut right, k),
             );
             return;
         }
@@ -129,6 +191,7 @@ impl HostWeight {
         match self {
             HostWeight::F32(w) => Panels::F32(w),
             HostWeight::F16(w) => Panels::F16(w),
+            HostWeight::Bf16(w) => Panels::Bf16(w),
         }
     }
 }
@@ -138,6 +201,7 @@ impl HostWeight {
 enum Panels<'a> {
     F32(&'a [f32]),
     F16(&'a [u16]),
+    Bf16(&'a [u16]),
 }
 
 impl<'a> Panels<'a> {
@@ -147,6 +211,7 @@ impl<'a> Panels<'a> {
         match self {
             Panels::F32(w) => (Panels::F32(&w[..len]), Panels::F32(&w[len..])),
             Panels::F16(w) => (Panels::F16(&w[..len]), Panels::F16(&w[len..])),
+            Panels::Bf16(w) => (Panels::Bf16(&w[..len]), Panels::Bf16(&w[len..])),
         }
     }
 }
@@ -154,26 +219,22 @@ impl<'a> Panels<'a> {
 /// `out[r]` (the columns `panels` cover) += `x[r]` `[in]` · `panels`, compiled once per instruction set and
 /// picked at run time (AVX2 where the CPU has it) by `pulp`, so the plain loops of [`panel_products`] are
 /// vectorised with the widest instructions the CPU has.
-fn accumulate_panels<const R: usize>(
-    panels: Panels,
-    x: [&[f32]; R],
-    out: [&mut [f32]; R],
-    k: usize,
-) {
-    struct Kernel<'a, const R: usize> {
+fn accumulate_panels(panels: Panels, x: &[&[f32]], out: &mut [&mut [f32]], k: usize) {
+    struct Kernel<'a, 'b> {
         panels: Panels<'a>,
-        x: [&'a [f32]; R],
-        out: [&'a mut [f32]; R],
+        x: &'a [&'a [f32]],
+        out: &'a mut [&'b mut [f32]],
         k: usize,
     }
-    impl<const R: usize> pulp::WithSimd for Kernel<'_, R> {
+    impl pulp::WithSimd for Kernel<'_, '_> {
         type Output = ();
 
         #[inline(always)]
         fn with_simd<S: pulp::Simd>(self, _: S) {
             match self.panels {
-                Panels::F32(w) => panel_products::<_, Portable, R>(w, self.x, self.out, self.k),
-                Panels::F16(w) => panel_products::<_, Portable, R>(w, self.x, self.out, self.k),
+                Panels::F32(w) => panel_products::<_, Portable>(w, self.x, self.out, self.k),
+                Panels::F16(w) => panel_products::<_, Portable>(w, self.x, self.out, self.k),
+                Panels::Bf16(w) => panel_products::<_, Bf16>(w, self.x, self.out, self.k),
             }
         }
     }
@@ -208,6 +269,18 @@ impl WidenRow<u16> for Portable {
     fn widen_row(row: &[u16], wide: &mut [f32; PANEL]) {
         for (f, &h) in wide.iter_mut().zip(row) {
             *f = widen_f16(h);
+        }
+    }
+}
+
+/// bfloat16 is the top half of an f32: widening is a shift, exact for every value.
+struct Bf16;
+
+impl WidenRow<u16> for Bf16 {
+    #[inline(always)]
+    fn widen_row(row: &[u16], wide: &mut [f32; PANEL]) {
+        for (f, &h) in wide.iter_mut().zip(row) {
+            *f = f32::from_bits(u32::from(h) << 16);
         }
     }
 }
@@ -247,47 +320,82 @@ fn has_f16c_kernel_features() -> bool {
 /// The CPU must have those features ([`has_f16c_kernel_features`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx,avx2,fma,f16c")]
-unsafe fn f16c_panel_products<const R: usize>(
-    panels: &[u16],
-    x: [&[f32]; R],
-    out: [&mut [f32]; R],
-    k: usize,
-) {
-    panel_products::<u16, F16c, R>(panels, x, out, k);
+unsafe fn f16c_panel_products(panels: &[u16], x: &[&[f32]], out: &mut [&mut [f32]], k: usize) {
+    panel_products::<u16, F16c>(panels, x, out, k);
 }
 
 /// `out[r]` += `x[r]` `[k]` · `panels` (whole panels of a [`HostWeight`], covering `out[r].len()`
-/// columns). Per panel, R × [`PANEL`] accumulators start from `out` and take every input feature in order
-/// (so the sums are the same, bit for bit, as a plain row-by-row loop, however the panels are split);
-/// multiply and add stay separate operations, as wasm has no fused multiply-add, so every target computes
-/// the same floats.
+/// columns): panel by panel, each taken by the rows in groups of [`DECODE_ROWS`] ([`panel_rows`]); a
+/// decode step's few rows are one group, picked once for all panels.
 #[inline(always)]
-fn panel_products<E, W: WidenRow<E>, const R: usize>(
-    panels: &[E],
-    x: [&[f32]; R],
-    mut out: [&mut [f32]; R],
-    k: usize,
-) {
-    let n = out[0].len();
-    for (p, panel) in panels.chunks_exact(k * PANEL).enumerate() {
-        let (start, width) = (p * PANEL, PANEL.min(n - p * PANEL));
-        let mut acc = [[0.0f32; PANEL]; R];
-        for (acc, out) in acc.iter_mut().zip(&out) {
-            acc[..width].copy_from_slice(&out[start..][..width]);
-        }
-        for (i, w) in panel.chunks_exact(PANEL).enumerate() {
-            let mut wide = [0.0f32; PANEL];
-            W::widen_row(w, &mut wide);
-            for (acc, x) in acc.iter_mut().zip(x) {
-                let xi = x[i];
-                for (a, w) in acc.iter_mut().zip(wide) {
-                    *a += xi * w;
+fn panel_products<E, W: WidenRow<E>>(panels: &[E], x: &[&[f32]], out: &mut [&mut [f32]], k: usize) {
+    match x.len() {
+        1 => each_panel(panels, k, out[0].len(), |panel, columns| {
+            panel_rows::<E, W, 1>(panel, x, out, columns)
+        }),
+        2 => each_panel(panels, k, out[0].len(), |panel, columns| {
+            panel_rows::<E, W, 2>(panel, x, out, columns)
+        }),
+        3 => each_panel(panels, k, out[0].len(), |panel, columns| {
+            panel_rows::<E, W, 3>(panel, x, out, columns)
+        }),
+        _ => each_panel(panels, k, out[0].len(), |panel, columns| {
+            for (x, out) in x.chunks(DECODE_ROWS).zip(out.chunks_mut(DECODE_ROWS)) {
+                let columns = columns.clone();
+                match x.len() {
+                    1 => panel_rows::<E, W, 1>(panel, x, out, columns),
+                    2 => panel_rows::<E, W, 2>(panel, x, out, columns),
+                    3 => panel_rows::<E, W, 3>(panel, x, out, columns),
+                    _ => panel_rows::<E, W, DECODE_ROWS>(panel, x, out, columns),
                 }
             }
+        }),
+    }
+}
+
+/// `body(panel, output columns)` for each panel of `panels` (`k` × [`PANEL`] values each) over `n`
+/// output columns.
+#[inline(always)]
+fn each_panel<E>(
+    panels: &[E],
+    k: usize,
+    n: usize,
+    mut body: impl FnMut(&[E], std::ops::Range<usize>),
+) {
+    for (p, panel) in panels.chunks_exact(k * PANEL).enumerate() {
+        body(panel, p * PANEL..(p * PANEL + PANEL).min(n));
+    }
+}
+
+/// `out[r][columns]` += `x[r]` · `panel` for R rows: R × [`PANEL`] accumulators start from `out` and take
+/// every input feature in order (so the sums are the same, bit for bit, as a plain row-by-row loop, however
+/// the panels and rows are split); multiply and add stay separate operations, as wasm has no fused
+/// multiply-add, so every target computes the same floats.
+#[inline(always)]
+fn panel_rows<E, W: WidenRow<E>, const R: usize>(
+    panel: &[E],
+    x: &[&[f32]],
+    out: &mut [&mut [f32]],
+    columns: std::ops::Range<usize>,
+) {
+    let x: [&[f32]; R] = std::array::from_fn(|r| x[r]);
+    let width = columns.len();
+    let mut acc = [[0.0f32; PANEL]; R];
+    for (acc, out) in acc.iter_mut().zip(out.iter()) {
+        acc[..width].copy_from_slice(&out[columns.clone()]);
+    }
+    for (i, w) in panel.chunks_exact(PANEL).enumerate() {
+        let mut wide = [0.0f32; PANEL];
+        W::widen_row(w, &mut wide);
+        for (acc, x) in acc.iter_mut().zip(x) {
+            let xi = x[i];
+            for (a, w) in acc.iter_mut().zip(wide) {
+                *a += xi * w;
+            }
         }
-        for (acc, out) in acc.iter().zip(&mut out) {
-            out[start..][..width].copy_from_slice(&acc[..width]);
-        }
+    }
+    for (acc, out) in acc.iter().zip(out.iter_mut()) {
+        out[columns.clone()].copy_from_slice(&acc[..width]);
     }
 }
 
@@ -295,7 +403,8 @@ fn panel_products<E, W: WidenRow<E>, const R: usize>(
 /// the loop around it vectorises on every target (wasm SIMD has no f16 conversion): `h` in the top half of
 /// a word, shifted right arithmetically by 3, puts the exponent and mantissa in f32's places and copies the
 /// sign into three bits the mask clears; read as an f32 that is the value × 2⁻¹¹², and one exact multiply
-/// rebiases it, subnormals included. Infinities and NaNs are not handled ([`HostLinear::new`] keeps none).
+/// rebiases it, subnormals included. Infinities and NaNs are not handled ([`HostLinear::from_stored`] keeps
+/// none).
 #[inline(always)]
 fn widen_f16(h: u16) -> f32 {
     let bits = (((u32::from(h) << 16) as i32 >> 3) as u32) & 0x8fff_e000;

@@ -69,19 +69,22 @@ pub(crate) fn path(device: &Device, rows: usize) -> Path {
     }
 }
 
-/// A linear layer that knows its decode-step kernels; on the CPU backend it also keeps a host copy of its
-/// weight ([`HostLinear`]: packed, f16 where the checkpoint is).
+/// A linear layer and its faster kernels. On the CPU backend its weight lives only in the host copy
+/// ([`HostLinear`]: packed, in the checkpoint's f16 or bf16 where it has one), which takes every product,
+/// prefill's too; elsewhere in burn's [`Linear`] on the device.
 #[derive(Module, Debug)]
 pub struct Dense {
-    pub(crate) linear: Linear,
+    /// `None` on the CPU backend.
+    pub(crate) linear: Option<Linear>,
     #[module(skip)]
     host: Option<Arc<HostLinear>>,
 }
 
 impl Dense {
-    /// The layer `name` (`{name}.weight` `[out, in]` in torch layout, `{name}.bias` `[out]` when `bias`), with
-    /// the host copy when the weights live on the CPU backend. The weight is transposed on the host to burn's
-    /// `[in, out]`: a transposed *view* would make every matmul take gemm's slow strided path.
+    /// The layer `name` (`{name}.weight` `[out, in]` in torch layout, `{name}.bias` `[out]` when `bias`). On
+    /// the CPU backend the weight is packed straight from the checkpoint's bytes; on a device it is
+    /// transposed on the host to burn's `[in, out]`: a transposed *view* would make every matmul take the
+    /// slow strided path.
     pub(crate) fn load(
         w: &mut WeightStore,
         name: &str,
@@ -89,21 +92,37 @@ impl Dense {
         d_out: usize,
         bias: bool,
     ) -> Self {
-        let weight = w.tensor_transposed(&format!("{name}.weight"), [d_out, d_in]);
+        let weight_name = format!("{name}.weight");
+        if on_host(w.device()) {
+            let bias = bias.then(|| w.values(&format!("{name}.bias"), &[d_out]));
+            let host = match w.stored(&weight_name, &[d_out, d_in]) {
+                Some(stored) => {
+                    HostLinear::from_stored(stored.dtype, &stored.bytes, bias, d_in, d_out)
+                }
+                None => HostLinear::zeros(bias, d_in, d_out),
+            };
+            return Dense {
+                linear: None,
+                host: Some(Arc::new(host)),
+            };
+        }
+        let weight = w.tensor_transposed(&weight_name, [d_out, d_in]);
         let bias = bias.then(|| Param::from_tensor(w.tensor(&format!("{name}.bias"), [d_out])));
-        let linear = Linear {
-            weight: Param::from_tensor(weight),
-            bias,
-        };
-        let host = on_host(w.device()).then(|| {
-            Arc::new(HostLinear::new(
-                host_values(linear.weight.val().reshape([d_in * d_out])),
-                linear.bias.as_ref().map(|b| host_values(b.val())),
-                d_in,
-                d_out,
-            ))
-        });
-        Dense { linear, host }
+        Dense {
+            linear: Some(Linear {
+                weight: Param::from_tensor(weight),
+                bias,
+            }),
+            host: None,
+        }
+    }
+
+    /// burn's layer, which every device but the CPU backend has.
+    #[cfg(gpu_kernels)]
+    fn device_linear(&self) -> &Linear {
+        self.linear
+            .as_ref()
+            .expect("a layer off the CPU backend has burn's weights")
     }
 
     /// # Shapes
@@ -111,19 +130,23 @@ impl Dense {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let mut dims = x.dims();
         let rows: usize = dims[..D - 1].iter().product();
-        match (path(&x.device(), rows), &self.host) {
-            (Path::Host, Some(host)) => {
-                let device = x.device();
-                let out = host.apply(&host_values(x), rows);
-                dims[D - 1] = host.d_out;
-                Tensor::from_data(TensorData::new(out, dims), &device)
-            }
+        if let Some(host) = &self.host {
+            let device = x.device();
+            let out = host.apply(&host_values(x), rows);
+            dims[D - 1] = host.d_out;
+            return Tensor::from_data(TensorData::new(out, dims), &device);
+        }
+        let linear = self
+            .linear
+            .as_ref()
+            .expect("a layer has a host copy or burn's weights");
+        match path(&x.device(), rows) {
             #[cfg(gpu_kernels)]
-            (Path::Gpu, _) => as_rows(x, |x| {
-                let bias = self.linear.bias.as_ref().map(|b| b.val());
-                gpu::few_rows_matmul(x, self.linear.weight.val(), bias)
+            Path::Gpu => as_rows(x, |x| {
+                let bias = linear.bias.as_ref().map(|b| b.val());
+                gpu::few_rows_matmul(x, linear.weight.val(), bias)
             }),
-            _ => self.linear.forward(x),
+            _ => linear.forward(x),
         }
     }
 }
@@ -152,7 +175,10 @@ pub(crate) fn swiglu_step(
 ) -> ControlFlow<Tensor<3>, Tensor<3>> {
     #[cfg(gpu_kernels)]
     if is_gpu_step(&h) {
-        let (gate, up) = (gate.linear.weight.val(), up.linear.weight.val());
+        let (gate, up) = (
+            gate.device_linear().weight.val(),
+            up.device_linear().weight.val(),
+        );
         return Break(as_rows(h, |h| gpu::few_rows_swiglu(h, gate, up)));
     }
     let _ = (gate, up);
@@ -241,84 +267,108 @@ mod tests {
         t.into_data().try_into_vec_as::<f32>().unwrap()
     }
 
-    /// [`Dense`]'s decode-step path against burn's matmul on `device`, for 1, 2 and `DECODE_ROWS + 1` rows
-    /// (the last takes burn's path), with and without a bias, at output widths that take vectors of 4, 2
-    /// and 1 on a GPU, for weights that are f32 and weights that are f16 values (kept as f16 on the host).
-    /// The host's sums follow burn's order of inputs only up to rounding, hence the tolerance.
-    fn assert_decode_products_equal_burns_matmul(device: &Device) {
+    /// [`Dense`] loaded from a checkpoint against burn's matmul of the same weight on `device`, for 1, 2,
+    /// `DECODE_ROWS` + 1 and 37 rows (on the CPU the host copy takes all; on a GPU the last two take burn's
+    /// path), with and without a bias, at output widths that take vectors of 4, 2 and 1 on a GPU, for a
+    /// checkpoint in f32, in f32 holding f16 values (kept as f16 on the host), in f16 and in bf16. The
+    /// host's sums follow burn's order of inputs only up to rounding, hence the tolerance.
+    fn assert_products_equal_burns_matmul(device: &Device) {
+        use safetensors::Dtype;
         let d_in = 48;
         // 700: enough weights for the host to split the product over two threads (an uneven panel split).
-        let cases = [
-            (80, false),
-            (6, false),
-            (7, false),
-            (80, true),
-            (7, true),
-            (700, true),
-            (700, false),
+        let stored = [
+            (Dtype::F32, false, "f32"),
+            (Dtype::F32, true, "f16"),
+            (Dtype::F16, false, "f16"),
+            (Dtype::BF16, false, "bf16"),
         ];
-        for (d_out, f16_weights) in cases {
-            let normal = Distribution::Normal(0.0, 1.0);
-            let mut weight = Tensor::<2>::random([d_in, d_out], normal, device);
-            if f16_weights {
-                let rounded = values(weight)
-                    .into_iter()
-                    .map(|v| half::f16::from_f32(v).to_f32())
-                    .collect::<Vec<_>>();
-                weight = Tensor::from_data(TensorData::new(rounded, [d_in, d_out]), device);
-            }
-            let bias = Tensor::<1>::random([d_out], normal, device);
-            for with_bias in [false, true] {
-                let host = on_host(device).then(|| {
-                    let host = HostLinear::new(
-                        values(weight.clone()),
-                        with_bias.then(|| values(bias.clone())),
-                        d_in,
-                        d_out,
-                    );
-                    assert_eq!(
-                        host.is_f16(),
-                        f16_weights,
-                        "host weight kept as f16 exactly when its values are f16"
-                    );
-                    Arc::new(host)
-                });
-                let dense = Dense {
-                    host,
-                    linear: Linear {
-                        weight: Param::from_tensor(weight.clone()),
-                        bias: with_bias.then(|| Param::from_tensor(bias.clone())),
-                    },
+        for d_out in [80, 6, 7, 700] {
+            for (dtype, f16_values, kept_as) in stored {
+                let normal = Distribution::Normal(0.0, 1.0);
+                let mut weight = values(Tensor::<2>::random([d_out, d_in], normal, device));
+                let round = |v: f32| match (dtype, f16_values) {
+                    (Dtype::BF16, _) => half::bf16::from_f32(v).to_f32(),
+                    (Dtype::F16, _) | (_, true) => half::f16::from_f32(v).to_f32(),
+                    _ => v,
                 };
-                for rows in [1, 2, DECODE_ROWS + 1] {
-                    let x = Tensor::<3>::random([rows, 1, d_in], normal, device);
-                    let ours = values(dense.forward(x.clone()));
-                    let burn = values(dense.linear.forward(x));
-                    assert_eq!(ours.len(), rows * d_out);
-                    let worst = crate::test_util::max_abs_diff(&ours, &burn);
-                    assert!(
-                        worst < 1e-4,
-                        "out {d_out}, f16 {f16_weights}, rows {rows}, bias {with_bias}: {worst}"
-                    );
+                weight.iter_mut().for_each(|v| *v = round(*v));
+                let bytes: Vec<u8> = match dtype {
+                    Dtype::BF16 => weight
+                        .iter()
+                        .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+                        .collect(),
+                    Dtype::F16 => weight
+                        .iter()
+                        .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                        .collect(),
+                    _ => weight.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                };
+                // burn's layout is [in, out], contiguous: the torch-layout weight transposed.
+                let transposed: Vec<f32> = (0..d_in * d_out)
+                    .map(|j| weight[(j % d_out) * d_in + j / d_out])
+                    .collect();
+                let linear_weight =
+                    Tensor::<2>::from_data(TensorData::new(transposed, [d_in, d_out]), device);
+                let bias = Tensor::<1>::random([d_out], normal, device);
+                for with_bias in [false, true] {
+                    let burn = Linear {
+                        weight: Param::from_tensor(linear_weight.clone()),
+                        bias: with_bias.then(|| Param::from_tensor(bias.clone())),
+                    };
+                    let dense = if on_host(device) {
+                        let host = HostLinear::from_stored(
+                            dtype,
+                            &bytes,
+                            with_bias.then(|| values(bias.clone())),
+                            d_in,
+                            d_out,
+                        );
+                        assert_eq!(
+                            host.kept_as(),
+                            kept_as,
+                            "{dtype:?}, f16 values {f16_values}"
+                        );
+                        Dense {
+                            linear: None,
+                            host: Some(Arc::new(host)),
+                        }
+                    } else {
+                        Dense {
+                            linear: Some(burn.clone()),
+                            host: None,
+                        }
+                    };
+                    for rows in [1, 2, DECODE_ROWS + 1, 37] {
+                        let x = Tensor::<3>::random([rows, 1, d_in], normal, device);
+                        let ours = values(dense.forward(x.clone()));
+                        let want = values(burn.forward(x));
+                        assert_eq!(ours.len(), rows * d_out);
+                        let worst = crate::test_util::max_abs_diff(&ours, &want);
+                        assert!(
+                            worst < 1e-4,
+                            "out {d_out}, {dtype:?}, rows {rows}, bias {with_bias}: {worst}"
+                        );
+                    }
                 }
             }
         }
     }
 
     #[test]
-    fn the_host_decode_products_equal_burns_matmul() {
-        assert_decode_products_equal_burns_matmul(&Device::flex());
+    fn the_host_products_equal_burns_matmul() {
+        assert_products_equal_burns_matmul(&Device::flex());
     }
 
     /// The GPU kernel on wgpu (Mesa's lavapipe on machines without a GPU).
     #[cfg(feature = "gpu")]
     #[test]
     fn the_gpu_decode_products_equal_burns_matmul() {
-        assert_decode_products_equal_burns_matmul(&crate::test_util::wgpu_device());
+        assert_products_equal_burns_matmul(&crate::test_util::wgpu_device());
     }
 
     #[test]
     fn prefill_takes_burns_ops_and_decode_steps_the_device_kernels() {
+        // (`Dense` on the CPU takes its host copy whatever the rows; the rest of the maths follows `path`.)
         let cpu = Device::flex();
         assert_eq!(path(&cpu, DECODE_ROWS + 1), Path::Burn);
         assert_eq!(path(&cpu, 1), Path::Host);

@@ -53,6 +53,14 @@ struct JanusJson {
     generation: GenerationJson,
     #[serde(default, rename = "_name_or_path")]
     name_or_path: Option<String>,
+    /// Tessera's own key, `false` in folders of random weights (`tessera init`), which the app and the CLI
+    /// then announce as untrained; a released folder leaves it out.
+    #[serde(default = "released")]
+    trained: bool,
+}
+
+fn released() -> bool {
+    true
 }
 
 /// `{"cls": …, "params": {…}}`.
@@ -271,7 +279,7 @@ pub fn config_from_json(json: serde_json::Value) -> Result<ModelConfig, String> 
                 z_channels: vq.z_channels,
             },
         },
-        trained: true,
+        trained: j.trained,
         edit_layout: Default::default(),
         interpreter: Interpreter::AsTyped,
         family: Family::Janus(JanusPrompt {

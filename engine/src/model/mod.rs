@@ -21,7 +21,10 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Family, ModelConfig, VqKind};
 use crate::error::{Result, TesseraError};
-use crate::weights::{KeyTable, TensorMap, WeightStore, WeightsError, probe_names, to_safetensors};
+use crate::weights::{
+    KeyTable, TensorMap, TensorSource, WeightStore, WeightsError, probe_names, safetensors_source,
+    to_safetensors,
+};
 use transformer::Transformer;
 use vq::{DecoderState, Vq};
 use vq16::Vq16;
@@ -32,13 +35,27 @@ pub struct Model {
     pub codec: Codec,
     /// A Janus model's `tokenizer.json`, when its folder has one.
     pub tokenizer: Option<janus::TextTokenizer>,
-    /// Hex sha256 of the safetensors bytes the model was loaded from.
+    /// Hex sha256 of the weights: of the one file they were loaded from, or of a sharded folder's
+    /// `model.sha256` list (`crate::checkpoint`).
     pub sha256: String,
-    /// Size of those bytes.
-    pub weight_bytes: usize,
-    /// Number of weight values.
-    pub parameters: usize,
+    /// Size of the weight files.
+    pub weight_bytes: u64,
+    /// Number of weight values loaded (the transformer's and the codec's).
+    pub parameters: Parameters,
     device: Device,
+}
+
+/// Weight values loaded, by part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parameters {
+    pub transformer: usize,
+    pub codec: usize,
+}
+
+impl Parameters {
+    pub fn total(&self) -> usize {
+        self.transformer + self.codec
+    }
 }
 
 /// The image tokenizer a model's config names.
@@ -84,27 +101,54 @@ impl Codec {
 }
 
 /// The key table of a config's family.
-fn keys(config: &ModelConfig) -> KeyTable {
+pub(crate) fn keys(config: &ModelConfig) -> KeyTable {
     match config.family {
         Family::Tessera => KeyTable::TESSERA,
         Family::Janus(_) => janus::JANUS_KEYS,
     }
 }
 
-fn build(config: &ModelConfig, w: &mut WeightStore) -> (Transformer, Codec) {
+/// The transformer and the codec from `w`, and the values each took.
+fn build(config: &ModelConfig, w: &mut WeightStore) -> (Transformer, Codec, Parameters) {
     let transformer = Transformer::load(&config.transformer, w);
+    let in_transformer = w.parameters();
     let codec = match config.vq.kind {
         VqKind::Streaming => Codec::Streaming(Vq::load(&config.vq, w)),
         VqKind::Vq16 { .. } => Codec::Vq16(Vq16::load(&config.vq, w)),
     };
-    (transformer, codec)
+    let parameters = Parameters {
+        transformer: in_transformer,
+        codec: w.parameters() - in_transformer,
+    };
+    (transformer, codec, parameters)
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(bytes))
+}
+
+pub(crate) fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `found` (hex) against the `expected` sha256 of a weights file.
+pub(crate) fn check_sha256(found: &str, expected: &str) -> Result<()> {
+    if found.eq_ignore_ascii_case(expected.trim()) {
+        Ok(())
+    } else {
+        Err(WeightsError::Checksum {
+            expected: expected.trim().to_string(),
+            found: found.to_string(),
+        }
+        .into())
+    }
+}
+
+/// What identifies a model's weights: their sha256 (`Model::sha256`) and size.
+#[derive(Clone, Debug)]
+pub struct WeightsIdentity {
+    pub sha256: String,
+    pub bytes: u64,
 }
 
 impl Model {
@@ -115,24 +159,40 @@ impl Model {
     }
 
     pub fn from_config(config: ModelConfig, weights: &[u8], device: &Device) -> Result<Self> {
+        let source = safetensors_source(weights)?;
+        let identity = WeightsIdentity {
+            sha256: sha256_hex(weights),
+            bytes: weights.len() as u64,
+        };
+        Self::from_source(config, &source, identity, device)
+    }
+
+    /// Build `config`'s model from the tensors of `source`, read one at a time; every tensor is checked
+    /// against the config.
+    pub fn from_source(
+        config: ModelConfig,
+        source: &dyn TensorSource,
+        identity: WeightsIdentity,
+        device: &Device,
+    ) -> Result<Self> {
         config.validate().map_err(TesseraError::Config)?;
-        let mut store = WeightStore::from_safetensors(weights, keys(&config), device)?;
-        let (transformer, codec) = build(&config, &mut store);
+        let mut store = WeightStore::new(source, keys(&config), device);
+        let (transformer, codec, parameters) = build(&config, &mut store);
         store.finish()?;
-        let parameters = count_parameters(&config, device);
         Ok(Model {
             config,
             transformer,
             codec,
             tokenizer: None,
-            sha256: sha256_hex(weights),
-            weight_bytes: weights.len(),
+            sha256: identity.sha256,
+            weight_bytes: identity.bytes,
             parameters,
             device: device.clone(),
         })
     }
 
-    /// Load a model folder: `config.json`, `model.safetensors`, and `model.sha256` when present (checked).
+    /// Load a model folder: `config.json`, the weights in any layout `crate::checkpoint` reads (checked
+    /// against `model.sha256` when the folder has one), and a Janus model's `tokenizer.json` when present.
     #[cfg(not(target_family = "wasm"))]
     pub fn load_dir(dir: &std::path::Path, device: &Device) -> Result<Self> {
         let read = |name: &str| {
@@ -140,12 +200,9 @@ impl Model {
                 TesseraError::Config(format!("cannot read {}: {e}", dir.join(name).display()))
             })
         };
-        let config = read("config.json")?;
-        let weights = read("model.safetensors")?;
-        if let Ok(sum) = std::fs::read_to_string(dir.join("model.sha256")) {
-            Self::verify_sha256(&weights, sum.split_whitespace().next().unwrap_or(""))?;
-        }
-        let model = Self::from_bytes(&config, &weights, device)?;
+        let config = ModelConfig::from_json(&read("config.json")?)?;
+        let weights = crate::checkpoint::Checkpoint::open(dir)?;
+        let model = Self::from_source(config, weights.source(), weights.identity()?, device)?;
         match (&model.config.family, dir.join("tokenizer.json")) {
             (Family::Janus(_), path) if path.exists() => {
                 model.with_tokenizer(&read("tokenizer.json")?)
@@ -171,16 +228,7 @@ impl Model {
 
     /// Check `weights` against an expected sha256 (hex) before loading them.
     pub fn verify_sha256(weights: &[u8], expected: &str) -> Result<()> {
-        let found = sha256_hex(weights);
-        if found.eq_ignore_ascii_case(expected.trim()) {
-            Ok(())
-        } else {
-            Err(WeightsError::Checksum {
-                expected: expected.trim().to_string(),
-                found,
-            }
-            .into())
-        }
+        check_sha256(&sha256_hex(weights), expected)
     }
 
     /// Every tensor the architecture of `config` needs: name → shape (torch layout), the loader's table.
@@ -190,31 +238,40 @@ impl Model {
         })
     }
 
-    /// Safetensors bytes with random weights for `config` (norm scales 1, biases 0, matrices uniform in
-    /// ±1/√fan_in), made through the same name table the loader checks: the untrained stand-in and tests.
+    /// Safetensors bytes with random weights for `config` ([`Model::random_tensors`]): the untrained
+    /// stand-in and tests.
     pub fn random_weights(config: &ModelConfig, seed: u64, device: &Device) -> Vec<u8> {
-        let names = Self::architecture(config, device);
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let tensors: TensorMap = names
-            .into_iter()
-            .map(|(name, shape)| {
-                let n: usize = shape.iter().product();
-                let values = if shape.len() == 1 {
-                    let is_norm_scale = name.contains("norm") && name.ends_with(".weight");
-                    vec![if is_norm_scale { 1.0 } else { 0.0 }; n]
-                } else {
-                    let fan_in: usize = shape[1..].iter().product();
-                    let a = if name.contains("embed") || name.contains("codebook") {
-                        1.0
-                    } else {
-                        1.0 / (fan_in as f32).sqrt()
-                    };
-                    (0..n).map(|_| rng.random_range(-a..a)).collect()
-                };
-                (name, (shape, values))
-            })
+        let tensors: TensorMap = Self::random_tensors(config, seed, device)
+            .map(|(name, shape, values)| (name, (shape, values)))
             .collect();
         to_safetensors(&tensors)
+    }
+
+    /// Random weights for `config`, one tensor at a time in name order (norm scales 1, biases 0, matrices
+    /// uniform in ±1/√fan_in), named and shaped by the same table the loader checks.
+    pub fn random_tensors(
+        config: &ModelConfig,
+        seed: u64,
+        device: &Device,
+    ) -> impl Iterator<Item = (String, Vec<usize>, Vec<f32>)> {
+        let names = Self::architecture(config, device);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        names.into_iter().map(move |(name, shape)| {
+            let n: usize = shape.iter().product();
+            let values = if shape.len() == 1 {
+                let is_norm_scale = name.contains("norm") && name.ends_with(".weight");
+                vec![if is_norm_scale { 1.0 } else { 0.0 }; n]
+            } else {
+                let fan_in: usize = shape[1..].iter().product();
+                let a = if name.contains("embed") || name.contains("codebook") {
+                    1.0
+                } else {
+                    1.0 / (fan_in as f32).sqrt()
+                };
+                (0..n).map(|_| rng.random_range(-a..a)).collect()
+            };
+            (name, shape, values)
+        })
     }
 
     pub fn device(&self) -> &Device {
@@ -234,14 +291,6 @@ impl Model {
         let ids = read_ints(self.codec.encode(x)).await?;
         Ok(ids.into_iter().map(|i| i as u32).collect())
     }
-}
-
-/// Number of weight values the architecture has.
-fn count_parameters(config: &ModelConfig, device: &Device) -> usize {
-    Model::architecture(config, device)
-        .values()
-        .map(|s| s.iter().product::<usize>())
-        .sum()
 }
 
 /// Read a float tensor back to the host (asynchronously: WebGPU cannot block).

@@ -78,6 +78,9 @@ impl Transformer {
         let c = config;
         let (d, h, eps) = (c.dim, c.mlp_hidden, c.norm_eps);
         let kv = c.kv_heads() * c.head_dim(); // width of the keys and of the values
+        // The largest tensor (Janus's is 102,400 × 2048) first, while its bytes and its f32 copy are the
+        // only things loading holds besides the little built so far.
+        let text_embed = Param::from_tensor(w.tensor("text_embed.weight", [c.text_vocab, d]));
         let layers = (0..c.n_layers)
             .map(|i| {
                 let p = format!("layers.{i}");
@@ -103,7 +106,7 @@ impl Transformer {
             .collect();
         let device = w.device().clone();
         Transformer {
-            text_embed: Param::from_tensor(w.tensor("text_embed.weight", [c.text_vocab, d])),
+            text_embed,
             img_embed: Param::from_tensor(
                 w.tensor("img_embed.weight", [c.codebook_size, c.img_embed_dim]),
             ),

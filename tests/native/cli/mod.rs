@@ -301,8 +301,8 @@ fn bad_weights_fail_cleanly_and_name_the_problem() {
     let garbage = tiny_model(|_, w| *w = b"{\"this is\": not safetensors".to_vec());
     let mismatch = tiny_model(|cfg, _| cfg.transformer.mlp_hidden = 96);
     let cases = [
-        (truncated, "not valid safetensors"),
-        (garbage, "not valid safetensors"),
+        (truncated, "model.safetensors: it"),
+        (garbage, "model.safetensors: it"),
         (
             mismatch,
             "`layers.0.mlp.w_gate.weight` has shape [128, 64], the architecture needs [96, 64]",
