@@ -307,6 +307,29 @@ impl WidenRow<u16> for F16c {
     }
 }
 
+/// How far ahead of the panel row being multiplied the weights are asked for, in bytes.
+#[cfg(target_arch = "x86_64")]
+const PREFETCH_BYTES: usize = 2048;
+
+/// Asks for the cache lines [`PREFETCH_BYTES`] past the start of `row` (a panel row: 64 bytes of f16 or
+/// bf16, 128 of f32). A decode step streams every weight once and waited on memory at ~8 GB/s per core
+/// with the hardware prefetcher alone; this keeps more lines in flight. A hint only (an address past the
+/// end of the weights included), so the products are unchanged; x86-64 only (wasm has no prefetch).
+#[inline(always)]
+fn prefetch_ahead<E>(row: &[E]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let ahead = row.as_ptr().cast::<i8>().wrapping_add(PREFETCH_BYTES);
+        for line in (0..std::mem::size_of_val(row)).step_by(64) {
+            // SAFETY: a prefetch reads nothing and faults on no address; SSE is part of x86-64.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
+}
+
 /// Whether this CPU has what [`f16c_panel_products`] is compiled for (std caches the detection).
 #[cfg(target_arch = "x86_64")]
 fn has_f16c_kernel_features() -> bool {
@@ -367,7 +390,7 @@ fn each_panel<E>(
     }
 }
 
-/// `out[r][columns]` += `x[r]` · `panel` for R rows: R × [`PANEL`] accumulators start from `out` and take
+/// `out[r][columns]` += `x[r]` · `panel` for R rows, asking for the weights ahead: R × [`PANEL`] accumulators start from `out` and take
 /// every input feature in order (so the sums are the same, bit for bit, as a plain row-by-row loop, however
 /// the panels and rows are split); multiply and add stay separate operations, as wasm has no fused
 /// multiply-add, so every target computes the same floats.
@@ -385,6 +408,7 @@ fn panel_rows<E, W: WidenRow<E>, const R: usize>(
         acc[..width].copy_from_slice(&out[columns.clone()]);
     }
     for (i, w) in panel.chunks_exact(PANEL).enumerate() {
+        prefetch_ahead(w);
         let mut wide = [0.0f32; PANEL];
         W::widen_row(w, &mut wide);
         for (acc, x) in acc.iter_mut().zip(x) {
