@@ -170,3 +170,33 @@ fn truncated_files_are_named_and_nothing_is_written() {
         "{err}"
     );
 }
+
+/// A conversion that fails part-way (a value f16 cannot hold, in the last tensor written, after earlier
+/// shards are on disk) names the tensor and leaves neither the folder nor its staging copy.
+#[test]
+fn a_conversion_failing_part_way_leaves_nothing() {
+    let original = std::fs::read(root().join(FIXTURE).join("model.safetensors")).unwrap();
+    let mut weights: TensorMap = tensors(&original)
+        .into_iter()
+        .map(|(name, (shape, values))| (name, (shape, values.iter().map(|&v| v as f32).collect())))
+        .collect();
+    let last = "language_model.model.norm.weight";
+    weights.get_mut(last).unwrap().1[0] = 1e6;
+    let src = folder(
+        "overflow-src",
+        "model.safetensors",
+        &to_safetensors(&weights),
+    );
+    let out = src.join("converted");
+    let run = tessera(&[
+        "convert",
+        src.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--dtype",
+        "f16",
+        "--shard-mib",
+        "1",
+    ]);
+    assert!(!run.ok && run.stderr.contains(last), "{}", run.stderr);
+    assert!(!out.exists() && !src.join("converted.partial").exists());
+}
