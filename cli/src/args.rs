@@ -166,7 +166,7 @@ pub enum FloatFormatArg {
     Bf16,
 }
 
-impl From<FloatFormatArg> for tessera::checkpoint::FloatFormat {
+impl From<FloatFormatArg> for tessera::weights::FloatFormat {
     fn from(f: FloatFormatArg) -> Self {
         match f {
             FloatFormatArg::F32 => Self::F32,

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Result, TesseraError};
 use crate::model::{WeightsIdentity, check_sha256, hex};
-use crate::weights::{TensorSource, WeightsError};
+use crate::weights::{FloatFormat, TensorSource, WeightsError};
 
 /// The single safetensors file of a model folder.
 pub const SAFETENSORS: &str = "model.safetensors";
@@ -42,7 +42,7 @@ fn file_error(path: &Path, reason: impl std::fmt::Display) -> TesseraError {
 /// The weight files of a model folder, opened (headers parsed, sizes checked) but not read.
 pub struct Checkpoint {
     dir: PathBuf,
-    /// The weight files, in the order their sha256 list gives them.
+    /// The weight files, in the order their sha256 list gives them (shards sorted by name).
     files: Vec<String>,
     source: Box<dyn TensorSource + Send + Sync>,
 }
@@ -503,48 +503,6 @@ impl Drop for ShardWriter {
     }
 }
 
-/// The 16-bit or 32-bit float format `tessera convert --dtype` writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FloatFormat {
-    F32,
-    F16,
-    Bf16,
-}
-
-/// `values` in `format`, little-endian; an f16 that cannot hold a value is refused by tensor name.
-pub fn encode(name: &str, values: &[f32], format: FloatFormat) -> Result<(Dtype, Vec<u8>)> {
-    Ok(match format {
-        FloatFormat::F32 => (
-            Dtype::F32,
-            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ),
-        FloatFormat::Bf16 => (
-            Dtype::BF16,
-            values
-                .iter()
-                .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
-                .collect(),
-        ),
-        FloatFormat::F16 => {
-            if let Some(v) = values
-                .iter()
-                .find(|v| v.is_finite() && !half::f16::from_f32(**v).is_finite())
-            {
-                return Err(TesseraError::Config(format!(
-                    "tensor `{name}` holds {v}, beyond f16's range (±65504): keep it as bf16 or f32"
-                )));
-            }
-            (
-                Dtype::F16,
-                values
-                    .iter()
-                    .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-                    .collect(),
-            )
-        }
-    })
-}
-
 /// Tensor data written per shard by `tessera convert` unless told otherwise: what a browser fetches and
 /// keeps as one piece.
 pub const SHARD_BYTES: usize = 512 << 20;
@@ -562,7 +520,7 @@ pub fn convert(
 ) -> Result<WeightsIdentity> {
     use crate::config::ModelConfig;
     use crate::model::Model;
-    use crate::weights::{KeyTable, Stored, WeightStore, decode};
+    use crate::weights::{KeyTable, Stored, WeightStore, decode, encode};
     use burn::tensor::Device;
 
     let config_path = src.join("config.json");
@@ -587,7 +545,7 @@ pub fn convert(
     let mut writer = ShardWriter::new(out, shard_bytes)?;
     for (name, shape) in architecture {
         let Some(Stored { dtype, bytes }) = store.stored(&name, &shape) else {
-            continue; // checked above: cannot happen unless the files changed meanwhile
+            continue; // a read error: recorded, and reported by `finish` below
         };
         let (dtype, bytes) = match (format, dtype) {
             (None, dtype) => (dtype, bytes.into_owned()),

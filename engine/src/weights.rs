@@ -325,6 +325,48 @@ pub fn decode(dtype: Dtype, data: &[u8]) -> Vec<f32> {
     }
 }
 
+/// The 16-bit or 32-bit float format `tessera convert --dtype` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FloatFormat {
+    F32,
+    F16,
+    Bf16,
+}
+
+/// `values` in `format`, little-endian; an f16 that cannot hold a value is refused by tensor name.
+pub fn encode(name: &str, values: &[f32], format: FloatFormat) -> crate::Result<(Dtype, Vec<u8>)> {
+    Ok(match format {
+        FloatFormat::F32 => (
+            Dtype::F32,
+            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ),
+        FloatFormat::Bf16 => (
+            Dtype::BF16,
+            values
+                .iter()
+                .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+                .collect(),
+        ),
+        FloatFormat::F16 => {
+            if let Some(v) = values
+                .iter()
+                .find(|v| v.is_finite() && !half::f16::from_f32(**v).is_finite())
+            {
+                return Err(crate::TesseraError::Config(format!(
+                    "tensor `{name}` holds {v}, beyond f16's range (±65504): keep it as bf16 or f32"
+                )));
+            }
+            (
+                Dtype::F16,
+                values
+                    .iter()
+                    .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                    .collect(),
+            )
+        }
+    })
+}
+
 /// Records the checkpoint name (under `keys`) and shape of every tensor a builder asks for.
 pub fn probe_names(
     device: &Device,

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use burn::tensor::Device;
 use clap::Args;
-use tessera::checkpoint::{SHARD_BYTES, ShardWriter, encode};
+use tessera::checkpoint::{SHARD_BYTES, ShardWriter};
+use tessera::weights::encode;
 use tessera::{Model, ModelConfig};
 
 use crate::args::{Failure, FloatFormatArg, Preset};

@@ -57,11 +57,10 @@ fn pack<T: Copy + Default>(d_in: usize, d_out: usize, at: impl Fn(usize) -> T) -
 }
 
 /// The little-endian 16-bit words of `bytes`.
-fn words(bytes: &[u8]) -> Vec<u16> {
+fn words(bytes: &[u8]) -> impl Iterator<Item = u16> + '_ {
     bytes
         .chunks_exact(2)
         .map(|b| u16::from_le_bytes([b[0], b[1]]))
-        .collect()
 }
 
 impl HostLinear {
@@ -81,21 +80,14 @@ impl HostLinear {
         );
         let weight = match dtype {
             Dtype::BF16 => {
-                let w = words(bytes);
+                let w: Vec<u16> = words(bytes).collect();
                 HostWeight::Bf16(pack(d_in, d_out, |j| w[j]))
             }
-            Dtype::F16 => {
-                let w = words(bytes);
-                if w.iter().all(|&h| half::f16::from_bits(h).is_finite()) {
-                    HostWeight::F16(pack(d_in, d_out, |j| w[j]))
-                } else {
-                    let w: Vec<f32> = w
-                        .iter()
-                        .map(|&h| half::f16::from_bits(h).to_f32())
-                        .collect();
-                    HostWeight::F32(pack(d_in, d_out, |j| w[j]))
-                }
+            Dtype::F16 if words(bytes).all(|h| half::f16::from_bits(h).is_finite()) => {
+                let w: Vec<u16> = words(bytes).collect();
+                HostWeight::F16(pack(d_in, d_out, |j| w[j]))
             }
+            // f32, and f16 holding infinities or NaNs (which the f16 kernels do not widen).
             _ => {
                 let w = crate::weights::decode(dtype, bytes);
                 Self::f16_if_exact(pack(d_in, d_out, |j| w[j]))

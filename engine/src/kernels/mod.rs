@@ -273,6 +273,7 @@ mod tests {
     /// checkpoint in f32, in f32 holding f16 values (kept as f16 on the host), in f16 and in bf16. The
     /// host's sums follow burn's order of inputs only up to rounding, hence the tolerance.
     fn assert_products_equal_burns_matmul(device: &Device) {
+        use crate::weights::{FloatFormat, encode};
         use safetensors::Dtype;
         let d_in = 48;
         // 700: enough weights for the host to split the product over two threads (an uneven panel split).
@@ -292,17 +293,12 @@ mod tests {
                     _ => v,
                 };
                 weight.iter_mut().for_each(|v| *v = round(*v));
-                let bytes: Vec<u8> = match dtype {
-                    Dtype::BF16 => weight
-                        .iter()
-                        .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
-                        .collect(),
-                    Dtype::F16 => weight
-                        .iter()
-                        .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-                        .collect(),
-                    _ => weight.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                let format = match dtype {
+                    Dtype::BF16 => FloatFormat::Bf16,
+                    Dtype::F16 => FloatFormat::F16,
+                    _ => FloatFormat::F32,
                 };
+                let (_, bytes) = encode("weight", &weight, format).unwrap();
                 // burn's layout is [in, out], contiguous: the torch-layout weight transposed.
                 let transposed: Vec<f32> = (0..d_in * d_out)
                     .map(|j| weight[(j % d_out) * d_in + j / d_out])
