@@ -520,7 +520,7 @@ pub fn convert(
 ) -> Result<WeightsIdentity> {
     use crate::config::ModelConfig;
     use crate::model::Model;
-    use crate::weights::{KeyTable, Stored, WeightStore, decode, encode};
+    use crate::weights::{KeyTable, Stored, WeightStore, check_header, decode, encode};
     use burn::tensor::Device;
 
     let config_path = src.join("config.json");
@@ -531,16 +531,14 @@ pub fn convert(
     checkpoint.identity()?; // a download that fails its own sha256 list is not converted
     let device = Device::flex();
     let architecture = Model::architecture(&config, &device);
+    let unused = crate::model::keys(&config).unused;
+    // Every problem, before anything is written.
+    check_header(checkpoint.source(), &architecture, unused, &device)?;
     // The architecture's names are already the checkpoint's; what the family never reads is skipped.
     let table = KeyTable {
         checkpoint_name: str::to_string,
-        unused: crate::model::keys(&config).unused,
+        unused,
     };
-    let mut store = WeightStore::new(checkpoint.source(), table, &device);
-    for (name, shape) in &architecture {
-        store.check(name, shape);
-    }
-    store.finish()?; // every problem, before anything is written
     let mut store = WeightStore::new(checkpoint.source(), table, &device);
     let mut writer = ShardWriter::new(out, shard_bytes)?;
     for (name, shape) in architecture {

@@ -232,22 +232,128 @@ impl ModelConfig {
         }
     }
 
-    /// Checks the relations between fields that the code relies on.
+    /// Checks every size against its bounds (zero and an upper limit, the field named) and the relations
+    /// between fields that the code relies on. Sizes the engine derives from the fields (the largest
+    /// tensor, the key/value cache at `max_seq`) are computed in u64 and must fit this target's address
+    /// space, so no product wraps on wasm32.
     pub fn validate(&self) -> Result<(), String> {
+        let problems = self.out_of_bounds();
+        if !problems.is_empty() {
+            // The relations below compute with these sizes: they are only meaningful within bounds.
+            return Err(problems.join("; "));
+        }
+        let problems = self.inconsistencies();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    /// Each size outside its [`LIMITS`] bound, and derived sizes too large for this target.
+    fn out_of_bounds(&self) -> Vec<String> {
+        let (t, v) = (&self.transformer, &self.vq);
+        let mut problems = Vec::new();
+        let mut bound = |field: String, value: usize, max: usize| {
+            if value == 0 || value > max {
+                problems.push(format!("{field} is {value}; it must be from 1 to {max}"));
+            }
+        };
+        let l = &LIMITS;
+        bound("image_size".into(), self.image_size, l.image_size);
+        bound("transformer.dim".into(), t.dim, l.width);
+        bound("transformer.n_layers".into(), t.n_layers, l.layers);
+        bound("transformer.n_heads".into(), t.n_heads, l.heads);
+        bound("transformer.n_kv_heads".into(), t.kv_heads(), l.heads);
+        bound("transformer.mlp_hidden".into(), t.mlp_hidden, l.hidden);
+        bound("transformer.text_vocab".into(), t.text_vocab, l.vocab);
+        bound("transformer.codebook_size".into(), t.codebook_size, l.vocab);
+        bound("transformer.img_embed_dim".into(), t.img_embed_dim, l.width);
+        bound("transformer.max_seq".into(), t.max_seq, l.max_seq);
+        bound("vq.codebook_size".into(), v.codebook_size, l.vocab);
+        bound("vq.code_dim".into(), v.code_dim, l.width);
+        bound("vq.res_blocks".into(), v.res_blocks, l.res_blocks);
+        bound(
+            "vq.enc_channels (levels)".into(),
+            v.enc_channels.len(),
+            l.vq_levels,
+        );
+        bound(
+            "vq.dec_channels (levels)".into(),
+            v.dec_channels.len(),
+            l.vq_levels,
+        );
+        for (field, channels) in [
+            ("enc_channels", &v.enc_channels),
+            ("dec_channels", &v.dec_channels),
+        ] {
+            for (i, &c) in channels.iter().enumerate() {
+                bound(format!("vq.{field}[{i}]"), c, l.channels);
+            }
+        }
+        if let VqKind::Vq16 { z_channels } = v.kind {
+            bound("vq.z_channels".into(), z_channels, l.channels);
+        }
+        for (field, value) in [
+            ("transformer.rope_theta", t.rope_theta),
+            ("transformer.norm_eps", t.norm_eps),
+            ("vq.norm_eps", v.norm_eps),
+        ] {
+            if !(value.is_finite() && value > 0.0) {
+                problems.push(format!("{field} is {value}; it must be a positive number"));
+            }
+        }
+        if !problems.is_empty() {
+            return problems;
+        }
+        // Within bounds no single field overflows; their products can, on a 32-bit target.
+        let most = isize::MAX as u64;
+        let n = |x: usize| x as u64;
+        let largest = [
+            (
+                "transformer.text_vocab × transformer.dim",
+                n(t.text_vocab) * n(t.dim),
+            ),
+            (
+                "transformer.codebook_size × transformer.dim",
+                n(t.codebook_size) * n(t.dim),
+            ),
+            (
+                "transformer.mlp_hidden × transformer.dim",
+                n(t.mlp_hidden) * n(t.dim),
+            ),
+        ];
+        for (what, values) in largest {
+            if values * 4 > most {
+                problems.push(format!(
+                    "{what} is a tensor of {values} values, more than this build can address ({} bytes)",
+                    most
+                ));
+            }
+        }
+        // The cache a generation of `max_seq` tokens needs: keys and values, f32, two rows (guidance).
+        let cache = n(t.n_layers) * n(t.max_seq) * n(t.dim) * 2 * 4 * 2;
+        if cache > most {
+            problems.push(format!(
+                "transformer.n_layers × max_seq × dim needs a {cache}-byte key/value cache, more than this build can address ({most} bytes)"
+            ));
+        }
+        problems
+    }
+
+    /// The relations between fields that the code relies on.
+    fn inconsistencies(&self) -> Vec<String> {
         let t = &self.transformer;
         let v = &self.vq;
         let mut problems = Vec::new();
-        if t.n_heads == 0
-            || !t.dim.is_multiple_of(t.n_heads)
-            || !(t.dim / t.n_heads).is_multiple_of(2)
-        {
+        if !t.dim.is_multiple_of(t.n_heads) || !(t.dim / t.n_heads).is_multiple_of(2) {
             problems.push(format!(
                 "dim {} must split into {} heads of even size",
                 t.dim, t.n_heads
             ));
         }
         let kv = t.kv_heads();
-        if kv == 0 || !t.n_heads.is_multiple_of(kv) {
+        if !t.n_heads.is_multiple_of(kv) {
             problems.push(format!(
                 "n_kv_heads {kv} must divide n_heads {} (grouped-query attention)",
                 t.n_heads
@@ -267,41 +373,74 @@ impl ModelConfig {
                 crate::generation::prompt::TEXT_VOCAB
             ));
         }
-        if v.enc_channels.len() != v.dec_channels.len() || v.dec_channels.is_empty() {
+        if v.enc_channels.len() != v.dec_channels.len() {
             problems.push(
-                "vq.enc_channels and vq.dec_channels must name the same, non-zero number of levels"
-                    .into(),
+                "vq.enc_channels and vq.dec_channels must name the same number of levels".into(),
             );
         }
-        if !v.dec_channels.is_empty() && !self.image_size.is_multiple_of(v.downsample()) {
+        if !self.image_size.is_multiple_of(v.downsample()) {
             problems.push(format!(
                 "image_size {} is not a multiple of the VQ downsample {}",
                 self.image_size,
                 v.downsample()
             ));
-        }
-        if tessera && !v.dec_channels.is_empty() && t.max_seq < 2 * self.image_tokens() + 16 {
+        } else if tessera && t.max_seq < 2 * self.image_tokens() + 16 {
             problems.push(format!(
                 "max_seq {} cannot hold an edit (two images of {} tokens)",
                 t.max_seq,
                 self.image_tokens()
             ));
+        } else if self.image_tokens() >= t.max_seq {
+            problems.push(format!(
+                "max_seq {} cannot hold an image of {} tokens",
+                t.max_seq,
+                self.image_tokens()
+            ));
         }
-        if let VqKind::Vq16 { z_channels } = v.kind
-            && (z_channels == 0 || v.enc_channels.iter().any(|c| c % 32 != 0))
+        if let VqKind::Vq16 { .. } = v.kind
+            && v.enc_channels.iter().any(|c| c % 32 != 0)
         {
             problems.push(format!(
-                "VQ-16 channels {:?} must be multiples of GroupNorm's 32 groups, z_channels {z_channels} non-zero",
+                "VQ-16 channels {:?} must be multiples of GroupNorm's 32 groups",
                 v.enc_channels
             ));
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems.join("; "))
-        }
+        problems
     }
 }
+
+/// Upper bounds on a config's sizes: well above any model the engine runs (Janus-Pro-7B's widths fit), and
+/// low enough that no size is absurd before anything is allocated.
+pub struct Limits {
+    /// Pixels per image side.
+    pub image_size: usize,
+    /// `dim`, `img_embed_dim`, `code_dim`.
+    pub width: usize,
+    pub layers: usize,
+    /// `n_heads`, `n_kv_heads`.
+    pub heads: usize,
+    pub hidden: usize,
+    /// `text_vocab` and codebook sizes.
+    pub vocab: usize,
+    /// Longest sequence: sizes the rotary tables at load.
+    pub max_seq: usize,
+    pub vq_levels: usize,
+    pub channels: usize,
+    pub res_blocks: usize,
+}
+
+pub const LIMITS: Limits = Limits {
+    image_size: 2048,
+    width: 16384,
+    layers: 256,
+    heads: 256,
+    hidden: 65536,
+    vocab: 1 << 20,
+    max_seq: 65536,
+    vq_levels: 8,
+    channels: 8192,
+    res_blocks: 16,
+};
 
 #[cfg(test)]
 mod tests {

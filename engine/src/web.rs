@@ -79,9 +79,6 @@ impl Engine {
         prefer_gpu: bool,
     ) -> Result<Engine, JsValue> {
         console_error_panic_hook::set_once();
-        if let Some(expected) = &sha256 {
-            Model::verify_sha256(&weights, expected).map_err(js_error)?;
-        }
         let (device, backend, fallback_reason) = if prefer_gpu {
             match webgpu().await {
                 Ok(device) => (device, "webgpu", None),
@@ -102,7 +99,11 @@ impl Engine {
                 Some("WebGPU was not requested".to_string()),
             )
         };
-        let model = Model::from_bytes(&config, &weights, &device).map_err(js_error)?;
+        let model = match &sha256 {
+            Some(expected) => Model::from_bytes_expecting(&config, &weights, expected, &device),
+            None => Model::from_bytes(&config, &weights, &device),
+        }
+        .map_err(js_error)?;
         Ok(Engine {
             state: RefCell::new(State {
                 model: Arc::new(model),
@@ -113,6 +114,14 @@ impl Engine {
             backend: backend.into(),
             fallback_reason,
         })
+    }
+
+    /// Traps the engine the way a bug would: a panic while the generation state is borrowed, after which
+    /// every call would fail. For tests and for people who script the page, as `lose-device` is for a
+    /// driver reset: the worker reports the crash and the page restarts the engine on the same model.
+    pub fn trap(&self) {
+        let _held = self.state.borrow_mut();
+        panic!("the engine was trapped on request");
     }
 
     /// Replace the prompt policy (JSON of the shape of `engine/src/trust/policy.json`); a bad one is refused and the
@@ -328,6 +337,18 @@ impl Engine {
         let rgb = decode_tokens(&model, &tokens).await.map_err(js_error)?;
         Ok(Uint8ClampedArray::from(rgba(&rgb).as_slice()))
     }
+}
+
+/// `{format, width, height}` of an image from its header alone, after the size checks every image given
+/// to the engine passes (`crate::image_input`); throws a `BadImage` error naming the limit otherwise.
+#[wasm_bindgen(js_name = probeImage)]
+pub fn probe_image(bytes: &[u8]) -> Result<JsValue, JsValue> {
+    let (format, width, height) = crate::image_input::probe(bytes).map_err(js_error)?;
+    let o = Object::new();
+    set(&o, "format", format!("{format:?}").to_lowercase());
+    set(&o, "width", width);
+    set(&o, "height", height);
+    Ok(o.into())
 }
 
 /// What a PNG claims about where it came from (its XMP provenance) as [`crate::Provenance::claims_json`]'s

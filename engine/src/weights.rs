@@ -93,6 +93,69 @@ pub enum WeightsError {
     Checksum { expected: String, found: String },
     #[error("the weights do not match the config: {}", summarize(.0))]
     Mismatch(Vec<TensorProblem>),
+    #[error("the weights hold {count} tensors; a checkpoint may hold at most {limit}")]
+    TooManyTensors { count: usize, limit: usize },
+    #[error(
+        "the weights' tensors take {bytes} bytes; this build loads at most {limit} bytes of weights"
+    )]
+    TooLarge { bytes: u64, limit: u64 },
+}
+
+/// Most tensors a checkpoint may hold (Janus-Pro-1B's whole checkpoint has about 1 000).
+pub const MAX_TENSORS: usize = 1 << 16;
+
+/// Most bytes of tensor data a checkpoint may declare: what a 32-bit target can address at all, and far
+/// beyond any model the engine runs natively.
+pub const MAX_WEIGHT_BYTES: u64 = if cfg!(target_pointer_width = "32") {
+    u32::MAX as u64
+} else {
+    1 << 40
+};
+
+/// Every problem `source`'s header shows, before any tensor is read: more tensors or bytes than the caps,
+/// and each tensor of `architecture` (checkpoint names → shapes) missing, misshapen or of a dtype the
+/// engine cannot load, and each tensor it does not name (except those `unused` says the family never
+/// reads).
+pub fn check_header(
+    source: &dyn TensorSource,
+    architecture: &BTreeMap<String, Vec<usize>>,
+    unused: fn(&str) -> bool,
+    device: &Device,
+) -> Result<(), WeightsError> {
+    let names = source.names();
+    if names.len() > MAX_TENSORS {
+        return Err(WeightsError::TooManyTensors {
+            count: names.len(),
+            limit: MAX_TENSORS,
+        });
+    }
+    // u64 and saturating: declared sizes are untrusted and must not wrap on wasm32.
+    let bytes = names
+        .iter()
+        .filter_map(|name| source.info(name))
+        .map(|(dtype, shape)| {
+            let bits = shape
+                .iter()
+                .fold(dtype.bitsize() as u64, |n, &d| n.saturating_mul(d as u64));
+            bits.div_ceil(8)
+        })
+        .fold(0u64, u64::saturating_add);
+    if bytes > MAX_WEIGHT_BYTES {
+        return Err(WeightsError::TooLarge {
+            bytes,
+            limit: MAX_WEIGHT_BYTES,
+        });
+    }
+    // The architecture's names are already the checkpoint's.
+    let table = KeyTable {
+        checkpoint_name: str::to_string,
+        unused,
+    };
+    let mut store = WeightStore::new(source, table, device);
+    for (name, shape) in architecture {
+        store.check(name, shape);
+    }
+    store.finish()
 }
 
 fn summarize(problems: &[TensorProblem]) -> String {
@@ -194,6 +257,12 @@ impl<'a> WeightStore<'a> {
         &self.device
     }
 
+    /// Whether this store only records the names and shapes asked for ([`probe_names`]): it then hands out
+    /// 1-element placeholders, so probing even a 1.5 G-parameter architecture allocates nothing of size.
+    pub fn probing(&self) -> bool {
+        self.source.is_none()
+    }
+
     /// Values of the tensors handed out so far.
     pub fn parameters(&self) -> usize {
         self.parameters
@@ -202,6 +271,10 @@ impl<'a> WeightStore<'a> {
     /// The tensor `name`, checked to have `shape`. On a problem, records it and returns zeros so building
     /// can go on and every problem is found in one pass.
     pub fn tensor<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Tensor<D> {
+        if self.probing() {
+            self.check(name, &shape);
+            return Tensor::zeros([1; D], &self.device);
+        }
         let values = self.values(name, &shape);
         Tensor::from_data(TensorData::new(values, shape), &self.device)
     }
@@ -209,6 +282,10 @@ impl<'a> WeightStore<'a> {
     /// The 2-D tensor `name`, checked to have `shape` = `[rows, cols]`, returned transposed (`[cols, rows]`)
     /// and contiguous.
     pub fn tensor_transposed(&mut self, name: &str, shape: [usize; 2]) -> Tensor<2> {
+        if self.probing() {
+            self.check(name, &shape);
+            return Tensor::zeros([1, 1], &self.device);
+        }
         let [rows, cols] = shape;
         let mut t = vec![0.0; rows * cols];
         if let Some(Stored { dtype, bytes }) = self.stored(name, &shape) {

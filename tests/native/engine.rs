@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use burn::tensor::Device;
-use tessera::weights::{TensorMap, to_safetensors};
+use tessera::model::WeightsIdentity;
+use tessera::weights::{TensorMap, TensorSource, safetensors_source, to_safetensors};
 use tessera::{Generation, Model, ModelConfig, Settings, TesseraError};
 
 fn tiny() -> (ModelConfig, TensorMap) {
@@ -164,6 +165,145 @@ fn an_invalid_config_is_explained() {
         e.contains("config.json") && e.contains("missing field"),
         "{e}"
     );
+}
+
+/// The configs of the upload-and-load review, each refused at load with the field named (nothing is
+/// allocated from them: a 65-level VQ would shift past 64 bits, a `max_seq` of a million would size the
+/// rotary tables).
+#[test]
+fn configs_out_of_bounds_are_refused_with_the_field_named() {
+    let (cfg, tensors) = tiny();
+    let weights = to_safetensors(&tensors);
+    type Break = fn(&mut ModelConfig);
+    let cases: [(&str, Break); 7] = [
+        ("image_size is 0", |c| c.image_size = 0),
+        ("transformer.codebook_size is 0", |c| {
+            c.transformer.codebook_size = 0
+        }),
+        ("vq.codebook_size is 0", |c| c.vq.codebook_size = 0),
+        ("transformer.max_seq is 1000000", |c| {
+            c.transformer.max_seq = 1_000_000
+        }),
+        ("vq.dec_channels (levels) is 65", |c| {
+            c.vq.dec_channels = vec![8; 65]
+        }),
+        ("transformer.dim is 0", |c| c.transformer.dim = 0),
+        ("transformer.norm_eps is NaN", |c| {
+            c.transformer.norm_eps = f64::NAN
+        }),
+    ];
+    for (field, break_it) in cases {
+        let mut broken = cfg.clone();
+        break_it(&mut broken);
+        let e = match Model::from_config(broken, &weights, &Device::flex()) {
+            Ok(_) => panic!("{field}: accepted"),
+            Err(e) => e,
+        };
+        assert_eq!(e.name(), "BadConfig", "{field}");
+        assert!(e.to_string().contains(field), "{field}: {e}");
+    }
+    // Products that fit each bound but not together (a 2^20-word vocabulary of width 16384) are named too;
+    // natively they fit, on wasm32 they would not.
+    let mut wide = ModelConfig::default_model();
+    wide.transformer.text_vocab = 1 << 20;
+    wide.transformer.dim = 16384;
+    wide.transformer.n_heads = 128;
+    let problem = wide.validate();
+    if cfg!(target_pointer_width = "32") {
+        assert!(
+            problem
+                .unwrap_err()
+                .contains("text_vocab × transformer.dim")
+        );
+    } else {
+        problem.unwrap();
+    }
+}
+
+/// A source that declares tensors it does not hold, and counts the tensors read.
+struct Declaring<'a> {
+    inner: safetensors::SafeTensors<'a>,
+    extra: Vec<(String, Vec<usize>)>,
+    reads: std::cell::Cell<usize>,
+}
+
+impl TensorSource for Declaring<'_> {
+    fn names(&self) -> Vec<String> {
+        let mut names = TensorSource::names(&self.inner);
+        names.extend(self.extra.iter().map(|(n, _)| n.clone()));
+        names
+    }
+    fn info(&self, name: &str) -> Option<(safetensors::Dtype, Vec<usize>)> {
+        let extra = self.extra.iter().find(|(n, _)| n == name);
+        extra
+            .map(|(_, shape)| (safetensors::Dtype::F32, shape.clone()))
+            .or_else(|| self.inner.info(name))
+    }
+    fn read(&self, name: &str) -> Result<std::borrow::Cow<'_, [u8]>, String> {
+        self.reads.set(self.reads.get() + 1);
+        self.inner.read(name)
+    }
+}
+
+/// A checkpoint whose header shows it cannot load is refused before any tensor is read and before its
+/// sha256 is taken: a 2 GiB tensor the architecture does not name, a million empty tensors, more bytes
+/// than the build can load.
+#[test]
+fn checkpoints_that_cannot_load_are_refused_from_the_header() {
+    let (cfg, tensors) = tiny();
+    let weights = to_safetensors(&tensors);
+    let cases = [
+        (
+            vec![("extra".to_string(), vec![1 << 29])],
+            "tensor `extra` [536870912] is not part of this architecture",
+        ),
+        (
+            (0..1_000_000)
+                .map(|i| (format!("empty.{i}"), vec![0]))
+                .collect(),
+            "tensors; a checkpoint may hold at most 65536",
+        ),
+        (
+            vec![("vast".to_string(), vec![1 << 40, 1 << 20])],
+            "this build loads at most",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let source = Declaring {
+            inner: safetensors_source(&weights).unwrap(),
+            extra,
+            reads: Default::default(),
+        };
+        let hashed = std::cell::Cell::new(false);
+        let identity = || {
+            hashed.set(true);
+            Ok(WeightsIdentity {
+                sha256: String::new(),
+                bytes: 0,
+            })
+        };
+        let e = match Model::from_source(cfg.clone(), &source, identity, &Device::flex()) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e,
+        };
+        assert_eq!(e.name(), "BadWeights");
+        assert!(e.to_string().contains(expected), "{e}");
+        assert_eq!((source.reads.get(), hashed.get()), (0, false), "{expected}");
+    }
+    // The same source without extras loads, reading each tensor once.
+    let source = Declaring {
+        inner: safetensors_source(&weights).unwrap(),
+        extra: vec![],
+        reads: Default::default(),
+    };
+    let ok = || {
+        Ok(WeightsIdentity {
+            sha256: String::new(),
+            bytes: 0,
+        })
+    };
+    Model::from_source(cfg.clone(), &source, ok, &Device::flex()).unwrap();
+    assert_eq!(source.reads.get(), tensors.len());
 }
 
 #[test]

@@ -101,8 +101,8 @@ impl HostLinear {
         }
     }
 
-    /// A weight of zeros (what a missing tensor loads as while the rest are checked), left untouched in
-    /// memory, so probing an architecture's names costs no resident memory.
+    /// A weight of zeros: what a tensor that could not be read loads as while the rest are read (the load
+    /// then fails with every problem), left untouched in memory.
     pub(crate) fn zeros(bias: Option<Vec<f32>>, d_in: usize, d_out: usize) -> Self {
         HostLinear {
             weight: HostWeight::F32(vec![0.0; d_out.div_ceil(PANEL) * d_in * PANEL]),

@@ -93,6 +93,16 @@ impl Dense {
         bias: bool,
     ) -> Self {
         let weight_name = format!("{name}.weight");
+        if w.probing() {
+            w.check(&weight_name, &[d_out, d_in]);
+            if bias {
+                w.check(&format!("{name}.bias"), &[d_out]);
+            }
+            return Dense {
+                linear: None,
+                host: None,
+            };
+        }
         if on_host(w.device()) {
             let bias = bias.then(|| w.values(&format!("{name}.bias"), &[d_out]));
             let host = match w.stored(&weight_name, &[d_out, d_in]) {

@@ -235,14 +235,23 @@ pub fn config_from_json(json: serde_json::Value) -> Result<ModelConfig, String> 
             .into(),
     );
     expect(
-        vq.encoder_ch_mult == vq.decoder_ch_mult && vq.encoder_ch_mult.first() == Some(&1),
-        "gen_vision_model_args: encoder_ch_mult and decoder_ch_mult must be the same levels, the first 1"
-            .into(),
+        vq.encoder_ch_mult == vq.decoder_ch_mult
+            && vq.encoder_ch_mult.first() == Some(&1)
+            && vq.encoder_ch_mult.len() <= crate::config::LIMITS.vq_levels,
+        format!(
+            "gen_vision_model_args: encoder_ch_mult and decoder_ch_mult must be the same levels, the first 1, at most {}",
+            crate::config::LIMITS.vq_levels
+        ),
     );
     if !problems.is_empty() {
         return Err(format!("config.json: {}", problems.join("; ")));
     }
-    let channels: Vec<usize> = vq.encoder_ch_mult.iter().map(|m| m * vq.ch).collect();
+    // Saturating: a size out of bounds is named by `ModelConfig::validate`, never wrapped.
+    let channels: Vec<usize> = vq
+        .encoder_ch_mult
+        .iter()
+        .map(|m| m.saturating_mul(vq.ch))
+        .collect();
     let image_size = j.generation.img_size;
     let grid = image_size >> (channels.len() - 1);
     let model_id = j
@@ -264,7 +273,7 @@ pub fn config_from_json(json: serde_json::Value) -> Result<ModelConfig, String> 
             text_vocab: lm.vocab_size,
             codebook_size: codes,
             img_embed_dim: j.gen_vision_config.params.n_embed,
-            max_seq: PROMPT_LIMIT + grid * grid,
+            max_seq: PROMPT_LIMIT.saturating_add(grid.saturating_mul(grid)),
             rope_theta: lm.rope_theta,
             norm_eps: lm.rms_norm_eps,
         },

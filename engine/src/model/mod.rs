@@ -22,8 +22,8 @@ use sha2::{Digest, Sha256};
 use crate::config::{Family, ModelConfig, VqKind};
 use crate::error::{Result, TesseraError};
 use crate::weights::{
-    KeyTable, TensorMap, TensorSource, WeightStore, WeightsError, probe_names, safetensors_source,
-    to_safetensors,
+    KeyTable, TensorMap, TensorSource, WeightStore, WeightsError, check_header, probe_names,
+    safetensors_source, to_safetensors,
 };
 use transformer::Transformer;
 use vq::{DecoderState, Vq};
@@ -159,24 +159,60 @@ impl Model {
     }
 
     pub fn from_config(config: ModelConfig, weights: &[u8], device: &Device) -> Result<Self> {
+        Self::from_weight_bytes(config, weights, None, device)
+    }
+
+    /// [`Model::from_bytes`] for weights that must have the sha256 `expected` (hex), checked once their
+    /// header has passed (a file that cannot load is refused without hashing it).
+    pub fn from_bytes_expecting(
+        config_json: &[u8],
+        weights: &[u8],
+        expected: &str,
+        device: &Device,
+    ) -> Result<Self> {
+        let config = ModelConfig::from_json(config_json)?;
+        Self::from_weight_bytes(config, weights, Some(expected), device)
+    }
+
+    fn from_weight_bytes(
+        config: ModelConfig,
+        weights: &[u8],
+        expected: Option<&str>,
+        device: &Device,
+    ) -> Result<Self> {
         let source = safetensors_source(weights)?;
-        let identity = WeightsIdentity {
-            sha256: sha256_hex(weights),
-            bytes: weights.len() as u64,
+        let identity = || {
+            let sha256 = sha256_hex(weights);
+            if let Some(expected) = expected {
+                check_sha256(&sha256, expected)?;
+            }
+            Ok(WeightsIdentity {
+                sha256,
+                bytes: weights.len() as u64,
+            })
         };
         Self::from_source(config, &source, identity, device)
     }
 
-    /// Build `config`'s model from the tensors of `source`, read one at a time; every tensor is checked
-    /// against the config.
+    /// Build `config`'s model from the tensors of `source`, read one at a time. The config's bounds and
+    /// every tensor's name, shape and dtype are checked from the header first, so a checkpoint that cannot
+    /// load is refused before `identity` (which hashes the weights) runs and before any tensor is read.
     pub fn from_source(
         config: ModelConfig,
         source: &dyn TensorSource,
-        identity: WeightsIdentity,
+        identity: impl FnOnce() -> Result<WeightsIdentity>,
         device: &Device,
     ) -> Result<Self> {
         config.validate().map_err(TesseraError::Config)?;
-        let mut store = WeightStore::new(source, keys(&config), device);
+        let keys = keys(&config);
+        check_header(
+            source,
+            &Self::architecture(&config, device),
+            keys.unused,
+            device,
+        )?;
+        let identity = identity()?;
+        let mut store = WeightStore::new(source, keys, device);
         let (transformer, codec, parameters) = build(&config, &mut store);
         store.finish()?;
         Ok(Model {
@@ -202,7 +238,7 @@ impl Model {
         };
         let config = ModelConfig::from_json(&read("config.json")?)?;
         let weights = crate::checkpoint::Checkpoint::open(dir)?;
-        let model = Self::from_source(config, weights.source(), weights.identity()?, device)?;
+        let model = Self::from_source(config, weights.source(), || weights.identity(), device)?;
         match (&model.config.family, dir.join("tokenizer.json")) {
             (Family::Janus(_), path) if path.exists() => {
                 model.with_tokenizer(&read("tokenizer.json")?)
