@@ -1,10 +1,13 @@
 // The chat shell: a conversation of turns (prompt + image), a composer, and a canvas per turn that fills
 // row by row as the worker streams token rows. The conversation lives here, in the page, and survives every
-// error and cancel; the worker only ever holds the model.
+// error and cancel; the worker only ever holds the model. Each turn is stored in this browser as it changes
+// (`www/conversations.js`), so a reload, a crash or an update brings the conversation back.
 
 import { ToWorker, FromWorker, advice } from './protocol.js';
 import { DEFAULT_MODEL, EngineClient, modelFolder } from './engine.js';
-import { MADE_HERE, closest, remember, thumbnail } from './made-here.js';
+import { cachedModels, forgetModel } from './models.js';
+import { ENTRY_BYTES, MADE_HERE, MAX_REMEMBERED, closest, forgetAll, prepareMatching, remember, rememberedCount, thumbnail } from './made-here.js';
+import { deleteConversation, listConversations, loadTurns, newConversation, saveConversation, saveTurn, storageSpace } from './conversations.js';
 
 const $ = (sel) => document.querySelector(`[data-testid="${sel}"]`);
 const EXAMPLES = [
@@ -16,6 +19,7 @@ const EXAMPLES = [
 ];
 /** Longest prompt the page sends; the engine's own limit (bytes) is checked again in the worker. */
 const MAX_PROMPT_CHARS = 600;
+/** The engine's own cap on an image file (`image_input::MAX_FILE_BYTES`), checked here before reading it. */
 const MAX_UPLOAD_BYTES = 64 * 1024 * 1024;
 /** Each sampling setting's field; an empty field is the engine's default (`info.defaults`, shown as its placeholder). */
 const SAMPLING_FIELDS = { temperature: 'temperature', topK: 'top-k', topP: 'top-p', guidance: 'guidance', keep: 'keep' };
@@ -25,8 +29,10 @@ const modelUrl = params.has('model') ? modelFolder(params.get('model'), location
 const preferGpu = params.get('backend') !== 'cpu';
 
 const state = {
-  turns: [], // {id, kind, prompt, base, reading, raw, force, tokens, scene, state, li, canvas, ctx, marker, …}
+  turns: [], // {id, seq, kind, prompt, base, reading, raw, force, tokens, scene, state, li, canvas, ctx, marker, …}
+  conversation: null, // the stored record of the conversation shown (made with its first turn)
   ready: false,
+  replacing: false, // a model from the Model panel is being checked
   running: null, // id of the generating turn
   info: null,
 };
@@ -43,8 +49,10 @@ engine.subscribe((data) => {
   });
   handlers[data.type]?.(data);
 });
-// Destroys the WebGPU device the way a driver reset would: for tests and for people who script the page.
+// Destroys the WebGPU device the way a driver reset would, and traps the engine the way a bug in it would:
+// for tests and for people who script the page.
 window.tessera.loseDevice = () => engine.post({ type: ToWorker.LOSE_DEVICE });
+window.tessera.trapEngine = () => engine.post({ type: ToWorker.TRAP });
 
 function setStatus(text, kind = 'info') {
   const el = $('status');
@@ -63,25 +71,30 @@ const handlers = {
     if (cached) setStatus(`Loading the model from this browser's cache (${mb(loaded)})…`);
     else setStatus(total ? `Downloading the model: ${mb(loaded)} of ${mb(total)}` : `Downloading the model: ${mb(loaded)}`);
   },
-  [FromWorker.READY]: ({ backend, fallbackReason, info }) => {
+  [FromWorker.READY]: ({ backend, fallbackReason, restarted, cacheProblem, info }) => {
     const replaced = state.info && state.info.sha256 !== info.sha256;
     state.ready = true;
+    state.replacing = false;
     state.info = info;
     document.body.dataset.backend = backend;
     $('download').hidden = true;
     const where = backend === 'webgpu' ? 'on the GPU (WebGPU)' : `on the CPU (${fallbackReason ?? 'WebGPU unavailable'}; slower)`;
     const untrained = info.trained ? '' : ' This model is untrained: expect noise.';
-    const what = replaced ? 'New model loaded' : 'Ready';
-    setStatus(`${what}: ${info.modelId}, ${(info.parameters / 1e6).toFixed(1)} M parameters, running ${where}.${untrained}`, 'ready');
+    const what = restarted ? `Restarted after ${restarted}` : replaced ? 'New model loaded' : 'Ready';
+    const stale = info.source.stale ? ` The server's copy could not be checked or downloaded (${info.source.stale}); this is the copy cached earlier.` : '';
+    const uncached = cacheProblem ? ` It could not be kept for offline use: ${cacheProblem}.` : '';
+    setStatus(`${what}: ${info.modelId}, ${(info.parameters / 1e6).toFixed(1)} M parameters, running ${where}.${untrained}${stale}${uncached}`, stale || uncached ? 'warn' : 'ready');
     showModel(info);
     for (const [setting, field] of Object.entries(SAMPLING_FIELDS)) {
       if (setting in info.defaults) $(field).placeholder = String(info.defaults[setting]);
     }
     if (!state.running) $('send').disabled = false;
+    if (document.querySelector('details.model-panel').open) showCachedModels();
     // Ask the browser to keep the cached model under storage pressure (granted quietly where the site is trusted).
     navigator.storage?.persist?.().catch(() => {});
   },
   [FromWorker.REFUSED]: ({ name, message }) => {
+    state.replacing = false;
     const current = state.info ? ` The current model (${state.info.modelId}) stays loaded.` : '';
     setStatus(`That model was not loaded: ${message}.${current}`, 'warn');
     $('model-load').disabled = false;
@@ -93,6 +106,7 @@ const handlers = {
     turn.marker.style.top = `${((m.y0 + m.height) / state.info.imageSize) * 100}%`;
     turn.li.dataset.rows = String(m.row + 1);
     turn.meta.textContent = `row ${m.row + 1}/${m.rows} · ${(m.tokens / (m.ms / 1000)).toFixed(0)} tokens/s`;
+    persist(turn); // the picture so far: what a reload or a crash mid-way brings back
   },
   [FromWorker.DONE]: (m) => finish(m, 'done'),
   [FromWorker.STOPPED]: (m) => finish(m, 'stopped'),
@@ -101,22 +115,13 @@ const handlers = {
     if (!turn) return;
     turn.tokens = m.tokens;
     turn.modelSha = state.info.sha256;
+    turn.modelId = state.info.modelId;
     turn.ctx.putImageData(new ImageData(m.rgba, m.size, m.size), 0, 0);
-    setTurnState(turn, 'done');
     turn.meta.textContent = 'uploaded image, as the model sees it';
+    setTurnState(turn, 'done');
   },
-  [FromWorker.DEVICE_LOST]: ({ message }) => {
-    const turn = state.running == null ? null : find(state.running);
-    if (turn) {
-      setTurnState(turn, 'error');
-      turn.marker.hidden = true;
-      turn.meta.textContent = `The graphics device was lost (${message}). ${advice('DeviceLost')}`;
-      turn.regenerate.hidden = turn.kind === 'upload';
-    }
-    state.ready = false; // the engine restarts itself on the CPU and says READY again
-    endRun();
-    setStatus('The graphics device was lost: restarting the engine on the CPU…');
-  },
+  [FromWorker.DEVICE_LOST]: ({ message }) => restarting(`The graphics device was lost (${message}).`, 'DeviceLost'),
+  [FromWorker.CRASHED]: ({ message }) => restarting(`The engine stopped (${message}).`, 'EngineCrashed'),
   [FromWorker.ERROR]: ({ id, name, message }) => {
     const turn = id == null ? null : find(id);
     if (turn) {
@@ -132,15 +137,85 @@ function find(id) {
   return state.turns.find((t) => t.id === id);
 }
 
+/** The worker is being replaced by one with the same model: the running turn fails, every other one stays. */
+function restarting(what, name) {
+  const turn = state.running == null ? null : find(state.running);
+  if (turn) {
+    turn.marker.hidden = true;
+    turn.meta.textContent = `${what} ${advice(name)}`;
+    turn.regenerate.hidden = turn.kind === 'upload';
+    setTurnState(turn, 'error');
+  }
+  state.ready = false; // the engine restarts and says READY again
+  endRun();
+  if (state.replacing) {
+    // The model being checked is not loaded; the one before it comes back.
+    state.replacing = false;
+    $('model-load').disabled = false;
+    return setStatus(`That model was not loaded: ${what} The previous model is being loaded again…`, 'warn');
+  }
+  return setStatus(`${what} Restarting the engine with the same model…`);
+}
+
 function setTurnState(turn, s) {
   turn.state = s;
   turn.li.dataset.state = s;
+  persist(turn);
+}
+
+/** Tells the user that the conversation could not be stored, with the space the browser reports. */
+async function storageProblem(e) {
+  const space = await storageSpace();
+  const left = space ? ` (this site uses ${mb(space.usage)} of the ${mb(space.quota)} the browser allows)` : '';
+  const fix = e.name === 'QuotaExceededError' ? ' Free some space: delete earlier conversations in the Conversations panel.' : '';
+  setStatus(`The conversation could not be saved in this browser: ${e.message || e.name}${left}. It stays on this page until it is closed.${fix}`, 'warn');
+}
+
+/** The canvas as a PNG Blob: a turn's picture so far. */
+const canvasPng = (canvas) => new Promise((resolve) => canvas.toBlob(resolve, 'image/png'));
+
+/** What is stored of a turn: everything needed to show it again and to go on from it. */
+async function turnRecord(turn) {
+  const finished = turn.png ?? null;
+  return {
+    conversation: turn.conversation.id, seq: turn.seq, kind: turn.kind, prompt: turn.prompt, base: turn.base?.seq ?? null,
+    raw: turn.raw, force: turn.force, reading: turn.reading, settings: turn.settings ?? null, tokens: turn.tokens,
+    scene: turn.scene, modelSha: turn.modelSha ?? null, modelId: turn.modelId ?? null, state: turn.state,
+    meta: turn.meta.textContent, size: turn.canvas.width, rows: turn.li.dataset.rows ?? null,
+    png: finished, partial: finished || turn.state === 'reading' ? null : await canvasPng(turn.canvas), at: Date.now(),
+  };
+}
+
+/**
+ * Stores the turn's current state, once the code that changed it has finished (a microtask later). Saves of
+ * one turn never overlap: changes made while one is written are stored by the next, the latest state only.
+ */
+function persist(turn) {
+  if (turn.restoring) return;
+  turn.conversation ??= (state.conversation ??= newConversation());
+  turn.dirty = true;
+  if (turn.saving) return;
+  turn.saving = (async () => {
+    while (turn.dirty) {
+      await Promise.resolve();
+      turn.dirty = false;
+      try {
+        await saveTurn(turn.conversation, await turnRecord(turn));
+        turn.li.dataset.saved = 'true';
+      } catch (e) {
+        turn.li.dataset.saved = 'false';
+        await storageProblem(e);
+        break;
+      }
+    }
+    turn.saving = null;
+  })();
 }
 
 function failTurn(turn, name, message) {
-  setTurnState(turn, 'error');
   turn.marker.hidden = true;
   turn.meta.textContent = `${message}. ${advice(name)}`;
+  setTurnState(turn, 'error');
 }
 
 function endRun() {
@@ -154,6 +229,7 @@ function finish(m, how) {
   if (!turn) return;
   turn.tokens = m.tokens;
   turn.modelSha = state.info.sha256;
+  turn.modelId = state.info.modelId;
   turn.png = new Blob([m.png], { type: 'image/png' });
   turn.marker.hidden = true;
   const s = m.stats;
@@ -195,11 +271,13 @@ async function checkImage(file, prompt) {
   const out = $('check-result');
   const say = (lines, verdict) => { out.textContent = lines.join('\n'); out.dataset.verdict = verdict; };
   if (!file.type.startsWith('image/')) return say([`${file.name} is not an image.`], 'error');
+  if (file.size > MAX_UPLOAD_BYTES) return say([`${file.name} is ${mb(file.size)}; images may be at most ${mb(MAX_UPLOAD_BYTES)}.`], 'error');
   const lines = [];
   const bytes = await file.arrayBuffer();
   let claims = null;
   try {
-    claims = file.type === 'image/png' ? await engine.inspect(bytes.slice(0)) : null;
+    // The engine reads the header first: an image over the pixel budget is refused before it is decoded.
+    claims = await engine.inspect(bytes.slice(0));
   } catch (e) {
     return say([`${file.name}: ${e.message}.`], 'error');
   }
@@ -212,11 +290,18 @@ async function checkImage(file, prompt) {
   } catch {
     return say([...lines, `${file.name} could not be decoded.`], 'error');
   }
-  const match = await closest(thumbnail(bitmap)).catch(() => ({ entry: null, score: 0 }));
+  let match;
+  try {
+    match = await closest(thumbnail(bitmap));
+  } catch (e) {
+    match = { entry: null, score: 0, problem: e.message || e.name };
+  }
   const madeHere = match.entry && match.score >= MADE_HERE;
   lines.push(madeHere
     ? `Made here: yes, it matches a picture this browser drew on ${new Date(match.entry.at).toLocaleString()} from “${match.entry.prompt}” (similarity ${match.score.toFixed(2)}).`
-    : `Made here: no picture this browser drew matches it${match.entry ? ` (closest similarity ${match.score.toFixed(2)})` : ''}.`);
+    : match.problem
+      ? `Made here: cannot tell, this browser's index of its pictures could not be read (${match.problem}).`
+      : `Made here: no picture this browser drew matches it${match.entry ? ` (closest similarity ${match.score.toFixed(2)})` : ''}.`);
   let verdict = madeHere ? 'made-here' : 'unknown';
   if (claims && prompt) {
     const regenerated = await regenerate(bytes.slice(0), prompt);
@@ -269,11 +354,10 @@ function button(className, testid, onclick) {
 }
 
 /** A turn of the conversation: the message, how it was read, its picture, and what can be done with it. */
-function addTurn(kind, prompt, { base = null, raw = false } = {}) {
+function addTurn(kind, prompt, { base = null, raw = false, size = state.info?.imageSize ?? 128, restoring = false } = {}) {
   const id = engine.nextId();
   const li = el('li', 'turn');
   li.dataset.testid = 'turn';
-  const size = state.info?.imageSize ?? 128;
   const canvas = el('canvas', 'image', { width: size, height: size });
   canvas.dataset.testid = 'canvas';
   canvas.setAttribute('aria-label', `image for: ${prompt}`);
@@ -287,7 +371,8 @@ function addTurn(kind, prompt, { base = null, raw = false } = {}) {
   const note = el('p', 'note', { hidden: true });
   const meta = el('p', 'meta');
   const download = el('a', 'download', { textContent: 'Download PNG', download: `tessera-${id}.png`, hidden: true });
-  const turn = { id, kind, prompt, base, raw, force: null, reading: null, tokens: null, scene: null, state: 'reading', li, canvas, marker, meta, note, notes, interpreted, download };
+  const seq = (state.turns.at(-1)?.seq ?? -1) + 1;
+  const turn = { id, seq, kind, prompt, base, raw, force: null, reading: null, tokens: null, scene: null, state: 'reading', restoring, li, canvas, marker, meta, note, notes, interpreted, download };
   turn.regenerate = button('regenerate', 'regenerate', () => {
     $('seed').value = String(Number($('seed').value || 0) + 1);
     send(null, { text: turn.prompt, base: turn.base, raw: turn.raw, force: turn.force, approved: true });
@@ -384,11 +469,23 @@ function draw(turn) {
   state.running = turn.id;
   $('stop').disabled = false;
   $('send').disabled = true;
+  turn.png = null;
+  turn.settings = settings();
   setTurnState(turn, 'generating');
+  rememberSettings();
   const prompt = sendsTyped(turn) ? turn.prompt : turn.reading.canonical;
   window.tessera.events.push({ type: ToWorker.GENERATE, id: turn.id, context: context ? context.length : 0, prompt, at: performance.now() });
-  engine.post({ type: ToWorker.GENERATE, id: turn.id, prompt, typed: turn.prompt, context, settings: settings() });
+  engine.post({ type: ToWorker.GENERATE, id: turn.id, prompt, typed: turn.prompt, context, settings: turn.settings });
 }
+
+/** The composer's settings, stored with the conversation (a reload brings them back with it). */
+function rememberSettings() {
+  if (!state.conversation) return;
+  state.conversation.settings = { fields: settingFields(), raw: $('raw').checked };
+}
+
+/** Every setting field's text, by test id. */
+const settingFields = () => Object.fromEntries(['seed', ...Object.values(SAMPLING_FIELDS)].map((f) => [f, $(f).value]));
 
 function settings() {
   const num = (sel, fallback) => {
@@ -452,6 +549,110 @@ function setup() {
   });
 }
 
+/** Empties the page's conversation (what is stored stays). */
+function clearConversation() {
+  for (const turn of state.turns) {
+    if (turn.download.href) URL.revokeObjectURL(turn.download.href);
+    turn.li.remove();
+  }
+  state.turns = [];
+  state.conversation = null;
+}
+
+/** A stored turn's state as it comes back: one cut off mid-way (a reload, a crash) is stopped where it was. */
+const RESTORED_STATE = { reading: 'stopped', generating: 'stopped', waiting: 'waiting', done: 'done', stopped: 'stopped', error: 'error' };
+
+/** Shows a stored conversation as it was left, its settings in the composer. */
+async function showConversation(conversation) {
+  clearConversation();
+  state.conversation = conversation;
+  for (const [field, value] of Object.entries(conversation.settings?.fields ?? {})) $(field).value = value;
+  if (conversation.settings) $('raw').checked = conversation.settings.raw;
+  const bySeq = new Map();
+  for (const r of await loadTurns(conversation.id)) {
+    const turn = addTurn(r.kind, r.prompt, { base: bySeq.get(r.base) ?? null, raw: r.raw, size: r.size, restoring: true });
+    bySeq.set(r.seq, turn);
+    Object.assign(turn, {
+      conversation, seq: r.seq, force: r.force, reading: r.reading, tokens: r.tokens, scene: r.scene, modelSha: r.modelSha,
+      modelId: r.modelId, settings: r.settings, png: r.png,
+    });
+    if (r.rows) turn.li.dataset.rows = r.rows;
+    if (r.reading) showReading(turn);
+    const picture = r.png ?? r.partial;
+    if (picture) turn.ctx.drawImage(await createImageBitmap(picture), 0, 0);
+    turn.marker.hidden = true;
+    const now = RESTORED_STATE[r.state] ?? 'error';
+    turn.meta.textContent = now === r.state ? r.meta : `interrupted${r.rows ? ` after ${r.rows} rows` : ''}: the page closed while it was drawn. Press Regenerate to draw it again.`;
+    if (turn.png) {
+      turn.download.href = URL.createObjectURL(turn.png);
+      turn.download.hidden = false;
+    }
+    turn.regenerate.hidden = turn.kind === 'upload' || now === 'waiting';
+    turn.drawAnyway.hidden = now !== 'waiting';
+    turn.restoring = false;
+    turn.state = now;
+    turn.li.dataset.state = now;
+    if (now !== r.state) persist(turn);
+  }
+}
+
+/** Opens the most recent stored conversation, if any (at start). */
+async function restoreLatest() {
+  try {
+    const [latest] = await listConversations();
+    if (latest && state.turns.length === 0) await showConversation(latest);
+  } catch (e) {
+    await storageProblem(e);
+  }
+}
+
+/** The Conversations panel: every stored conversation, to open or delete, and a new one to start. */
+async function showConversationList() {
+  const list = $('conversation-list');
+  let all;
+  try {
+    all = await listConversations();
+  } catch (e) {
+    list.replaceChildren();
+    return storageProblem(e);
+  }
+  list.replaceChildren(...all.map((c) => {
+    const li = el('li', 'stored-conversation');
+    li.dataset.testid = 'stored-conversation';
+    if (c.id === state.conversation?.id) li.setAttribute('aria-current', 'true');
+    const open = button('open', 'open-conversation', () => {
+      if (state.running) return setStatus(advice('Busy'), 'warn');
+      return showConversation(c).then(showConversationList, storageProblem);
+    });
+    open.hidden = false;
+    open.textContent = `${c.title || '(empty)'} · ${new Date(c.updated).toLocaleString()}`;
+    const remove = button('delete', 'delete-conversation', async () => {
+      if (state.running && c.id === state.conversation?.id) return setStatus(advice('Busy'), 'warn');
+      try {
+        await deleteConversation(c.id);
+        if (c.id === state.conversation?.id) clearConversation();
+      } catch (e) {
+        await storageProblem(e);
+      }
+      return showConversationList();
+    });
+    remove.hidden = false;
+    remove.textContent = 'Delete';
+    remove.setAttribute('aria-label', `Delete the conversation “${c.title}”`);
+    li.append(open, remove);
+    return li;
+  }));
+}
+
+function setupConversations() {
+  $('new-conversation').onclick = () => {
+    if (state.running) return setStatus(advice('Busy'), 'warn');
+    clearConversation();
+    return showConversationList();
+  };
+  $('conversations').addEventListener('toggle', (e) => e.target.open && showConversationList());
+}
+
 /** The loaded model, and where it came from, in the Model panel. */
 function showModel(info) {
   const from = info.source.file ? `the file ${info.source.file}` : `${info.source.url}${info.source.fromCache ? ' (from this browser’s cache, works offline)' : ''}`;
@@ -459,16 +660,39 @@ function showModel(info) {
   $('model-load').disabled = false;
 }
 
+/** The Model panel's list of the models this browser keeps for offline use, each with its size and a Remove. */
+async function showCachedModels() {
+  const list = $('cached-models');
+  const models = await cachedModels().catch(() => []);
+  list.replaceChildren(...models.map(({ folder, bytes, complete }) => {
+    const li = el('li', 'cached-model');
+    li.dataset.testid = 'cached-model';
+    const loaded = state.info?.source.url === folder ? ' · loaded now' : '';
+    li.append(el('span', 'name', { textContent: `${folder.replace(location.origin, '')} · ${mb(bytes)}${complete ? '' : ' · incomplete'}${loaded}` }));
+    const remove = button('remove', 'remove-cached-model', async () => {
+      await forgetModel(folder).catch((e) => setStatus(`${folder} could not be removed: ${e.message}`, 'warn'));
+      return showCachedModels();
+    });
+    remove.hidden = false;
+    remove.textContent = 'Remove';
+    li.append(remove);
+    return li;
+  }));
+  $('cached-models-empty').hidden = models.length > 0;
+}
+
 /** Another model, from a folder on this site or from its three files; the current one stays until it is accepted. */
 function setupModelPanel() {
   const refuse = (message) => setStatus(`That model was not loaded: ${message}.`, 'warn');
-  const replace = (source, transfer = []) => {
+  const replace = (source) => {
     if (state.running) return setStatus(advice('Busy'), 'warn');
     if (!state.ready) return setStatus('The model is still loading.', 'warn');
     $('model-load').disabled = true;
+    state.replacing = true;
     setStatus('Checking the new model…');
-    return engine.post({ type: ToWorker.REPLACE, source }, transfer);
+    return engine.post({ type: ToWorker.REPLACE, source });
   };
+  document.querySelector('details.model-panel').addEventListener('toggle', (e) => e.target.open && showCachedModels());
   $('model-url-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const text = $('model-url').value.trim();
@@ -484,8 +708,8 @@ function setupModelPanel() {
     const pick = (ext) => files.find((f) => f.name.endsWith(ext));
     const [config, weights, sha256] = [pick('.json'), pick('.safetensors'), pick('.sha256')];
     if (!config || !weights || !sha256) return refuse('pick the three files of a model folder together: config.json, model.safetensors and model.sha256');
-    const [c, w, h] = await Promise.all([config.arrayBuffer(), weights.arrayBuffer(), sha256.text()]);
-    return replace({ files: { config: c, weights: w, sha256: h, name: weights.name } }, [c, w]);
+    // The files themselves (Blobs, not copies): the worker reads them, and reads them again if it restarts.
+    return replace({ files: { config, weights, sha256, name: weights.name } });
   });
 }
 
@@ -519,6 +743,28 @@ async function setupOffline() {
 
 setup();
 setupModelPanel();
+setupConversations();
+// Settles once the last conversation is back on the page (tests and scripts wait on it).
+window.tessera.restored = restoreLatest();
+/** The check panel's line on the "made here" index: how many pictures it holds, their size, and a Forget. */
+async function showMadeHereSize() {
+  const line = $('made-here-size');
+  try {
+    const n = await rememberedCount();
+    line.textContent = `This browser remembers ${n} picture${n === 1 ? '' : 's'} it drew (about ${mb(n * ENTRY_BYTES)}; the oldest go beyond ${MAX_REMEMBERED.toLocaleString('en')}).`;
+    $('forget-made-here').hidden = n === 0;
+  } catch (e) {
+    line.textContent = `This browser's index of its pictures cannot be read: ${e.message || e.name}.`;
+    $('forget-made-here').hidden = true;
+  }
+}
+document.querySelector('details.check-panel').addEventListener('toggle', (e) => {
+  if (!e.target.open) return;
+  showMadeHereSize();
+  prepareMatching().catch(() => {}); // an unreadable index is said when an image is checked
+});
+$('forget-made-here').addEventListener('click', () =>
+  forgetAll().catch((e) => setStatus(`The index could not be emptied: ${e.message || e.name}`, 'warn')).then(showMadeHereSize));
 $('check-file').addEventListener('change', (e) => {
   const file = e.target.files[0];
   e.target.value = '';

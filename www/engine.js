@@ -1,10 +1,13 @@
-// The page's side of the engine: one Web Worker holding one model, restarted on the CPU when the GPU device is
-// lost. The app and every <tessera-generator> on a page reach the engine through an EngineClient; their
-// conversations and pictures stay with them, so a worker restart loses none of it.
+// The page's side of the engine: one Web Worker holding one model, restarted with the same model when the GPU
+// device is lost or the wasm engine traps. The app and every <tessera-generator> on a page reach the engine
+// through an EngineClient; their conversations and pictures stay with them, so a worker restart loses none of it.
 
 import { ToWorker, FromWorker } from './protocol.js';
 
 const named = (name, message) => Object.assign(new Error(message), { name });
+
+/** After this many lost devices on one page the engine stays on the CPU. */
+const GPU_LOSSES_TOLERATED = 3;
 
 /** The bundled default model's folder. */
 export const DEFAULT_MODEL = new URL('../models/tessera-shapes/', import.meta.url).href;
@@ -25,14 +28,20 @@ export class EngineClient {
   #queue = Promise.resolve(); // generations run one at a time, in the order they were asked for
   #running = null; // id of the generation the worker is running
   #cancelled = new Set(); // ids cancelled while still queued
+  #preferGpu;
+  #losses = 0; // GPU devices lost on this page
+  #started = false; // the current worker has loaded a model: a crash from here on restarts it
 
   /** Starts the worker and loads the model folder at `modelUrl`. */
   constructor(modelUrl, { preferGpu = true } = {}) {
     this.modelUrl = modelUrl;
+    /** What the worker loads when it has to be restarted: the model loaded last (`{url}` or `{files}`). */
+    this.source = { url: modelUrl };
     this.ready = false;
     this.info = null;
     this.backend = null;
     this.loadError = null;
+    this.#preferGpu = preferGpu;
     this.#start(preferGpu);
   }
 
@@ -51,20 +60,38 @@ export class EngineClient {
     this.#worker.postMessage(message, transfer);
   }
 
-  #start(preferGpu, fallbackReason) {
+  #start(preferGpu, fallbackReason, restarted = null) {
     this.#worker?.terminate();
     this.ready = false;
+    this.#started = false;
     this.#worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
     this.#worker.onmessage = ({ data }) => this.#receive(data);
-    this.#worker.onerror = (e) => this.#receive({ type: FromWorker.ERROR, id: null, name: 'WasmMissing', message: `the engine failed to start: ${e.message}` });
-    this.post({ type: ToWorker.LOAD, modelUrl: this.modelUrl, preferGpu, fallbackReason });
+    // An error nothing in the worker caught (a trap inside a wasm future): once a model ran, the worker is
+    // replaced as for any crash; while the first model loads, it is that load's error.
+    this.#worker.onerror = (e) => {
+      e.preventDefault();
+      const message = e.message || 'the engine stopped';
+      if (this.#started) this.#receive({ type: FromWorker.CRASHED, id: null, message });
+      else this.#receive({ type: FromWorker.ERROR, id: null, name: 'Internal', message: `the engine stopped while loading the model (${message})` });
+    };
+    this.post({ type: ToWorker.LOAD, source: this.source, preferGpu, fallbackReason, restarted });
   }
 
   #receive(data) {
-    if (data.type === FromWorker.READY) Object.assign(this, { ready: true, info: data.info, backend: data.backend, loadError: null });
+    if (data.type === FromWorker.READY) {
+      Object.assign(this, { ready: true, info: data.info, backend: data.backend, loadError: null, source: data.load });
+      this.#started = true;
+    }
     if (data.type === FromWorker.ERROR && data.id == null && !this.ready) this.loadError = named(data.name, data.message);
-    // The old worker's wasm instance may be poisoned by the lost device: a fresh one on the CPU replaces it.
-    if (data.type === FromWorker.DEVICE_LOST) this.#start(false, 'the GPU device was lost');
+    // The old worker's wasm instance may be poisoned: a fresh one loads the model that was running, on the
+    // GPU again after a lost device (a new device usually comes up), unless the GPU keeps being lost.
+    if (data.type === FromWorker.DEVICE_LOST) {
+      this.#losses += 1;
+      const onCpu = this.#losses >= GPU_LOSSES_TOLERATED;
+      const reason = onCpu ? `the GPU device was lost ${this.#losses} times` : null;
+      this.#start(this.#preferGpu && !onCpu, reason, `the graphics device was lost (${data.message})`);
+    }
+    if (data.type === FromWorker.CRASHED) this.#start(this.#preferGpu && this.#losses < GPU_LOSSES_TOLERATED, null, `the engine stopped (${data.message})`);
     for (const fn of this.#listeners) fn(data);
   }
 
@@ -101,6 +128,7 @@ export class EngineClient {
       return await new Promise((resolve, reject) => {
         const off = this.subscribe((m) => {
           if (m.type === FromWorker.DEVICE_LOST) { off(); reject(named('DeviceLost', m.message)); }
+          if (m.type === FromWorker.CRASHED) { off(); reject(named('EngineCrashed', m.message)); }
           if (m.id !== id) return;
           if (m.type === FromWorker.TOKEN_ROW) onRow?.(m);
           if (m.type === FromWorker.DONE) { off(); resolve({ png: new Blob([m.png], { type: 'image/png' }), tokens: m.tokens, stats: m.stats }); }
@@ -151,6 +179,7 @@ export class EngineClient {
     return new Promise((resolve, reject) => {
       const off = this.subscribe((m) => {
         if (m.type === FromWorker.DEVICE_LOST) { off(); reject(named('DeviceLost', m.message)); }
+        if (m.type === FromWorker.CRASHED) { off(); reject(named('EngineCrashed', m.message)); }
         if (m.type !== reply || m.id !== id) return;
         off();
         if (m.name) reject(named(m.name, m.message));

@@ -99,45 +99,111 @@ async function openCache() {
   }
 }
 
+/** The bytes Cache Storage needs for `bytes` more, and what the browser says is left, for a quota error. */
+async function quotaMessage(e, bytes) {
+  const space = await navigator.storage?.estimate?.().catch(() => null);
+  const mb = (n) => `${(n / 1e6).toFixed(1)} MB`;
+  const left = space ? `; this site uses ${mb(space.usage)} of the ${mb(space.quota)} the browser allows` : '';
+  return namedError('QuotaExceededError', `the browser's storage is full: the model needs ${mb(bytes)}${left} (${e.message})`);
+}
+
 /**
- * The model folder at `base` (a URL ending in `/`): `{config, weights, sha256, fromCache, keep, forget}`.
- * `keep()` stores the files once the engine accepted them; `forget()` drops a cached copy the engine refused.
- * Online, `model.sha256` is always asked for again, so a changed model is downloaded; offline, or when the
- * server is gone, the cached copy is used.
+ * The model folder at `base` (a URL ending in `/`): `{config, weights, sha256, fromCache, stale, keep, forget}`.
+ * `keep()` stores the files once the engine accepted them (rejecting with a `QuotaExceededError` that says
+ * the space needed); `forget()` drops a cached copy whose bytes the engine refused.
+ *
+ * Online, `model.sha256` is always asked for again, so a changed model is downloaded. The cached copy is used
+ * offline, when the server is gone, when what comes back is not a sha256 (a captive portal's login page), and
+ * when the download of a changed model fails; `stale` then says why the copy may be an older model.
  */
 export async function fetchModel(base, onProgress) {
   const urls = { config: `${base}config.json`, sha256: `${base}model.sha256`, weights: `${base}model.safetensors` };
   const cache = await openCache();
   const cached = async (url) => (await cache?.match(url)) ?? null;
   const forget = async () => { await Promise.all(Object.values(urls).map((u) => cache?.delete(u))); };
+  /** The complete cached copy, if there is one (`model.sha256` is written last, so it marks one). */
+  const cachedCopy = async (stale = null) => {
+    const stored = await cached(urls.sha256);
+    const [config, weights] = await Promise.all([cached(urls.config), cached(urls.weights)]);
+    if (!stored || !config || !weights) return null;
+    let sha256;
+    try {
+      sha256 = parseSha256(await stored.text());
+    } catch {
+      return null;
+    }
+    const bytes = new Uint8Array(await weights.arrayBuffer());
+    onProgress?.(bytes.length, bytes.length, true);
+    return { config: new Uint8Array(await config.arrayBuffer()), weights: bytes, sha256, fromCache: true, stale, keep: async () => {}, forget };
+  };
 
   let sha256;
   try {
     sha256 = parseSha256(await (await fetchOk(urls.sha256, { cache: 'no-cache' })).text());
   } catch (e) {
-    const offline = await cached(urls.sha256);
-    if (!offline || e.name !== 'ModelMissing') throw e;
-    sha256 = parseSha256(await offline.text());
+    // Offline or the server gone (ModelMissing): the cached copy, quietly. Something that is not a sha256
+    // (BadWeights: a captive portal's page): the cached copy, saying so.
+    const copy = await cachedCopy(e.name === 'ModelMissing' ? null : `${urls.sha256} is not a sha256 file`);
+    if (copy) return copy;
+    throw e;
   }
   const stored = await cached(urls.sha256);
   if (stored && parseSha256(await stored.text()) === sha256) {
-    const [config, weights] = await Promise.all([cached(urls.config), cached(urls.weights)]);
-    if (config && weights) {
-      const bytes = new Uint8Array(await weights.arrayBuffer());
-      onProgress?.(bytes.length, bytes.length, true);
-      return { config: new Uint8Array(await config.arrayBuffer()), weights: bytes, sha256, fromCache: true, keep: async () => {}, forget };
-    }
+    const copy = await cachedCopy();
+    if (copy) return copy;
   }
-  const config = await readBytes(await fetchOk(urls.config, { cache: 'no-cache' }), urls.config);
-  const weights = await readBytes(await fetchOk(urls.weights, { cache: 'no-cache' }), urls.weights, (l, t) => onProgress?.(l, t, false));
+  let config;
+  let weights;
+  try {
+    config = await readBytes(await fetchOk(urls.config, { cache: 'no-cache' }), urls.config);
+    weights = await readBytes(await fetchOk(urls.weights, { cache: 'no-cache' }), urls.weights, (l, t) => onProgress?.(l, t, false));
+  } catch (e) {
+    // The model changed on the server but cannot be had now: the one cached before still runs.
+    const copy = e.name === 'ModelMissing' ? await cachedCopy(e.message) : null;
+    if (copy) return copy;
+    throw e;
+  }
   const keep = async () => {
     if (!cache) return;
     // `model.sha256` goes in last: it marks a complete entry, so an interrupted write is simply re-downloaded.
-    await cache.delete(urls.sha256);
     const put = (url, bytes, type) => cache.put(url, new Response(bytes, { headers: { 'Content-Type': type, 'Content-Length': String(bytes.length) } }));
-    await put(urls.config, config, 'application/json');
-    await put(urls.weights, weights, 'application/octet-stream');
-    await put(urls.sha256, new TextEncoder().encode(`${sha256}  model.safetensors\n`), 'text/plain');
+    try {
+      await cache.delete(urls.sha256);
+      await put(urls.config, config, 'application/json');
+      await put(urls.weights, weights, 'application/octet-stream');
+      await put(urls.sha256, new TextEncoder().encode(`${sha256}  model.safetensors\n`), 'text/plain');
+    } catch (e) {
+      if (e.name === 'QuotaExceededError') throw await quotaMessage(e, config.length + weights.length);
+      throw e;
+    }
   };
-  return { config, weights, sha256, fromCache: false, keep, forget };
+  return { config, weights, sha256, fromCache: false, stale: null, keep, forget };
+}
+
+/**
+ * Every model folder in this browser's model cache: `[{folder, bytes, complete}]` (an incomplete one lacks the
+ * `model.sha256` written last: it is downloaded again when next used).
+ */
+export async function cachedModels() {
+  const cache = await openCache();
+  if (!cache) return [];
+  const folders = new Map();
+  for (const request of await cache.keys()) {
+    const folder = request.url.slice(0, request.url.lastIndexOf('/') + 1);
+    const response = await cache.match(request);
+    const entry = folders.get(folder) ?? { folder, bytes: 0, complete: false };
+    entry.bytes += Number(response?.headers.get('Content-Length')) || 0;
+    if (request.url.endsWith('/model.sha256')) entry.complete = true;
+    folders.set(folder, entry);
+  }
+  return [...folders.values()];
+}
+
+/** Removes the model folder `folder` (a URL ending in `/`) from this browser's model cache. */
+export async function forgetModel(folder) {
+  const cache = await openCache();
+  if (!cache) return;
+  for (const request of await cache.keys()) {
+    if (request.url.startsWith(folder) && !request.url.slice(folder.length).includes('/')) await cache.delete(request);
+  }
 }

@@ -3,27 +3,29 @@
 
 /** Page → worker. */
 export const ToWorker = Object.freeze({
-  LOAD: 'load', // {modelUrl, preferGpu, fallbackReason?}
+  LOAD: 'load', // {source: {url} | {files}, preferGpu, fallbackReason?, restarted?}: restarted says why the engine starts again
   INTERPRET: 'interpret', // {id, text, picture: bool, scene: object|null, force: 'new'|'edit'|null}: read a message as the model will
   GENERATE: 'generate', // {id, prompt, typed?, context: Uint32Array|null, settings: {seed, temperature, topK, topP, guidance, keep}}, null: the engine's default; prompt is what the model reads, typed what the user typed
   CANCEL: 'cancel', // {id}
   ENCODE: 'encode', // {id, bytes: ArrayBuffer}
   LOSE_DEVICE: 'lose-device', // {}: destroy the WebGPU device, as a driver reset would (tests, scripting)
+  TRAP: 'trap', // {}: trap the wasm engine, as a bug in it would (tests, scripting)
   INSPECT: 'inspect', // {id, bytes: ArrayBuffer}: read an image's provenance claims
   VERIFY: 'verify', // {id, bytes: ArrayBuffer, prompt}: regenerate a PNG from its claims and compare (trust::verify)
-  REPLACE: 'replace', // {source: {url} | {files: {config, weights: ArrayBuffer, sha256: string, name}}}
+  REPLACE: 'replace', // {source: {url} | {files: {config, weights, sha256: Blob, name}}}
 });
 
 /** Worker → page. */
 export const FromWorker = Object.freeze({
   PROGRESS: 'progress', // {loaded, total, cached}: model bytes (cached: read from this browser's model cache)
-  READY: 'ready', // {backend, fallbackReason, info: {modelId, sha256, parameters, imageSize, grid, trained, defaults, source}}
+  READY: 'ready', // {backend, fallbackReason, restarted, cacheProblem, load, info: {modelId, sha256, parameters, imageSize, grid, trained, defaults, source}}; load: the source to restart with
   TOKEN_ROW: 'token-row', // {id, row, rows, y0, height, rgba, tokens, ms}
   DONE: 'done', // {id, png, tokens, stats}
   STOPPED: 'stopped', // {id, png, tokens, stats}: cancelled, the partial image kept
   ENCODED: 'encoded', // {id, tokens, rgba, size}
   ERROR: 'error', // {id?, name, message}
-  DEVICE_LOST: 'device-lost', // {id?, message}: the GPU is gone; the page restarts the engine on the CPU
+  DEVICE_LOST: 'device-lost', // {id?, message}: the GPU is gone; the page restarts the engine with the same model
+  CRASHED: 'crashed', // {id?, message}: the wasm engine trapped; the page restarts it with the same model
   INTERPRETED: 'interpreted', // {id, reading: {canonical, kind, edit, unknown, notes, note, scene, understood}} or {id, name, message}
   INSPECTED: 'inspected', // {id, claims: object|null} or {id, name, message} when the file is unreadable
   VERIFIED: 'verified', // {id, verdict: {outcome: 'verified'|'not-verified'|'unknown', reason}|null} or {id, name, message}
@@ -39,7 +41,8 @@ const ADVICE = {
   BadConfig: 'The model folder is not one this app can load.',
   BadImage: 'Use a PNG, JPEG, GIF, WebP or BMP image.',
   DeviceError: 'The engine failed on this device. Reload the page to start it again.',
-  DeviceLost: 'The app switched to the CPU and kept the conversation; press Regenerate to draw it again.',
+  DeviceLost: 'The engine restarted with the same model and kept the conversation; press Regenerate to draw it again.',
+  EngineCrashed: 'The engine restarted with the same model and kept the conversation; press Regenerate to draw it again.',
   ModelMissing: 'The model files could not be downloaded. Check the connection and reload the page.',
   PolicyRefused: 'Ask for a different picture; the conversation goes on.',
   BadPolicy: 'The prompt policy file is not valid; the previous policy stays in force.',

@@ -11,6 +11,7 @@ let info = null; // engine.info() of the loaded model
 let current = null; // {id, cancelled}
 let gpuDevice = null; // the GPUDevice wgpu asked for: to hear when it is lost, and to lose it on request
 let lost = false;
+let crashed = false; // the wasm instance trapped: its state may be held forever, so the page replaces this worker
 
 const post = (msg, transfer = []) => self.postMessage(msg, transfer);
 const fail = (id, name, message) => post({ type: FromWorker.ERROR, id, name, message });
@@ -20,6 +21,8 @@ const errorName = (e, fallback) => (e.name && e.name !== 'Error' ? e.name : fall
 const failureName = (e, fallback) => (e.name === 'RuntimeError' ? 'Internal' : errorName(e, fallback));
 /** On the GPU path a trap or a failed readback means the device failed: the worker reports it lost. */
 const deviceFailed = (name) => engine.backend === 'webgpu' && (name === 'Internal' || name === 'DeviceError');
+/** A wasm trap (a panic inside the engine): the instance cannot be trusted again. */
+const trapped = (e) => e instanceof WebAssembly.RuntimeError;
 
 // wgpu requests the device inside the wasm; wrapping requestDevice hands the worker the same GPUDevice, so a
 // loss (driver reset, GPU process crash, tab backgrounded on some systems) is heard even between generations.
@@ -33,11 +36,26 @@ if (self.GPUAdapter) {
   };
 }
 
-/** Reported once; the page then replaces this worker (and its possibly poisoned wasm instance) with a CPU one. */
+/** Reported once; the page then replaces this worker (and its possibly poisoned wasm instance). */
 function deviceLost(message) {
-  if (lost) return;
+  if (lost || crashed) return;
   lost = true;
   post({ type: FromWorker.DEVICE_LOST, id: current?.id ?? null, message: message.split('\n')[0] });
+}
+
+/** Reported once; the page then replaces this worker with one that loads the same model. */
+function crash(e) {
+  if (lost || crashed) return;
+  crashed = true;
+  post({ type: FromWorker.CRASHED, id: current?.id ?? null, message: String(e.message ?? e).split('\n')[0] });
+}
+
+/** The end of a failed engine call: a trap or a lost device replaces this worker, anything else is `fail`ed. */
+function failed(e, fallback, fail) {
+  const name = failureName(e, fallback);
+  if (engine && deviceFailed(name)) return deviceLost(e.message ?? String(e));
+  if (trapped(e)) return crash(e);
+  return fail(name, e.message ?? String(e));
 }
 
 // A macrotask boundary: lets queued messages (cancel) run between tokens even when a step never awaits
@@ -69,7 +87,14 @@ async function createEngine(files) {
   return { next, reason: reason ?? next.fallbackReason ?? (self.navigator.gpu ? null : 'this browser has no WebGPU') };
 }
 
-/** Model files from a folder URL; a cached copy the engine refuses is dropped and downloaded again, once. */
+/** Whether the engine refused these bytes themselves (not the memory or the device they were loaded on). */
+const badBytes = (e) => e.name === 'BadWeights' || e.name === 'BadConfig';
+
+/**
+ * Model files from a folder URL. A cached copy is dropped only when the engine refuses its bytes (sha256,
+ * parse, shapes), and is then downloaded again, once; a copy that fails for any other reason (memory, GPU)
+ * stays for the next try.
+ */
 async function engineFromUrl(modelUrl) {
   const base = modelUrl.endsWith('/') ? modelUrl : `${modelUrl}/`;
   const progress = (loaded, total, cached) => post({ type: FromWorker.PROGRESS, loaded, total, cached });
@@ -78,26 +103,35 @@ async function engineFromUrl(modelUrl) {
   try {
     made = await createEngine(files);
   } catch (e) {
-    if (!files.fromCache) throw e;
+    if (!files.fromCache || !badBytes(e)) throw e;
     await files.forget();
     files = await fetchModel(base, progress);
     made = await createEngine(files);
   }
-  await files.keep().catch(() => {}); // a full or unavailable cache only costs the next visit a download
-  return { ...made, source: { url: base, fromCache: files.fromCache, bytes: files.weights.length } };
+  const cacheProblem = await files.keep().then(() => null, (e) => e.message ?? String(e));
+  const source = { url: base, fromCache: files.fromCache, bytes: files.weights.length, stale: files.stale ?? null };
+  return { ...made, source, cacheProblem };
 }
 
-/** Model files the user picked: `{config, weights: ArrayBuffer, sha256: string}`. */
+/** Model files the user picked, as Blobs (`File`s): `{config, weights, sha256, name}`. */
 async function engineFromFiles({ config, weights, sha256, name }) {
-  const files = { config: new Uint8Array(config), weights: new Uint8Array(weights), sha256: parseSha256(sha256) };
+  const [c, w, h] = await Promise.all([config.arrayBuffer(), weights.arrayBuffer(), sha256.text()]);
+  const files = { config: new Uint8Array(c), weights: new Uint8Array(w), sha256: parseSha256(h) };
   return { ...(await createEngine(files)), source: { file: name, fromCache: false, bytes: files.weights.length } };
 }
 
-function ready(made) {
+/** An engine for `source` (`{url}` or `{files}`), as the page's LOAD and REPLACE messages give it. */
+const engineFrom = (source) => (source.url ? engineFromUrl(source.url) : engineFromFiles(source.files));
+
+/** `load` is the source to start again from when this worker has to be replaced. */
+function ready(made, load, restarted = null) {
   engine?.free();
   engine = made.next;
   info = { ...engine.info(), source: made.source };
-  post({ type: FromWorker.READY, backend: engine.backend, fallbackReason: made.reason, info });
+  post({
+    type: FromWorker.READY, backend: engine.backend, fallbackReason: made.reason, restarted,
+    cacheProblem: made.cacheProblem ?? null, load, info,
+  });
 }
 
 async function loadWasm() {
@@ -107,7 +141,7 @@ async function loadWasm() {
   wasm = module;
 }
 
-async function load({ modelUrl, preferGpu, fallbackReason }) {
+async function load({ source, preferGpu, fallbackReason, restarted }) {
   backend = { preferGpu, fallbackReason };
   try {
     await loadWasm();
@@ -115,9 +149,9 @@ async function load({ modelUrl, preferGpu, fallbackReason }) {
     return fail(null, 'WasmMissing', String(e));
   }
   try {
-    ready(await engineFromUrl(modelUrl));
+    ready(await engineFrom(source), source, restarted);
   } catch (e) {
-    fail(null, errorName(e, 'ModelMissing'), e.message ?? String(e));
+    fail(null, failureName(e, 'ModelMissing'), e.message ?? String(e));
   }
 }
 
@@ -125,8 +159,9 @@ async function load({ modelUrl, preferGpu, fallbackReason }) {
 async function replace({ source }) {
   if (current) return post({ type: FromWorker.REFUSED, name: 'Busy', message: 'a generation is running' });
   try {
-    ready(source.url ? await engineFromUrl(source.url) : await engineFromFiles(source.files));
+    ready(await engineFrom(source), source);
   } catch (e) {
+    if (trapped(e)) return crash(e); // the model that was loaded before comes back in a fresh worker
     post({ type: FromWorker.REFUSED, name: errorName(e, 'BadWeights'), message: e.message ?? String(e) });
   }
 }
@@ -138,7 +173,7 @@ function interpret({ id, text, picture, scene, force }) {
   try {
     return answer({ reading: engine.interpret(text, picture, scene ? JSON.stringify(scene) : undefined, force ?? undefined) });
   } catch (e) {
-    return answer({ name: errorName(e, 'Internal'), message: e.message ?? String(e) });
+    return failed(e, 'Internal', (name, message) => answer({ name, message }));
   }
 }
 
@@ -160,7 +195,7 @@ async function generate({ id, prompt, typed, context, settings }) {
     };
     for (;;) {
       await yieldToEvents();
-      if (lost) break; // the page is replacing this worker
+      if (lost || crashed) break; // the page is replacing this worker
       if (current.cancelled) {
         const png = engine.png();
         post({ type: FromWorker.STOPPED, id, png, tokens: engine.tokens(), stats: stats() }, [png.buffer]);
@@ -183,9 +218,7 @@ async function generate({ id, prompt, typed, context, settings }) {
       }
     }
   } catch (e) {
-    const name = failureName(e, 'Internal');
-    if (deviceFailed(name)) deviceLost(e.message ?? String(e));
-    else fail(id, name, e.message ?? String(e));
+    failed(e, 'Internal', (name, message) => fail(id, name, message));
   } finally {
     current = null;
   }
@@ -194,7 +227,9 @@ async function generate({ id, prompt, typed, context, settings }) {
 async function inspect({ id, bytes }) {
   try {
     await loadWasm();
-    post({ type: FromWorker.INSPECTED, id, claims: wasm.readProvenance(new Uint8Array(bytes)) });
+    const image = new Uint8Array(bytes);
+    const size = wasm.probeImage(image); // the pixel budget, before the page decodes it
+    post({ type: FromWorker.INSPECTED, id, size, claims: size.format === 'png' ? wasm.readProvenance(image) : null });
   } catch (e) {
     post({ type: FromWorker.INSPECTED, id, name: errorName(e, 'BadImage'), message: e.message ?? String(e) });
   }
@@ -214,14 +249,12 @@ async function verify({ id, bytes, prompt }) {
     if (decided !== undefined) return answer({ verdict: decided });
     for (;;) {
       await yieldToEvents();
-      if (lost) return undefined; // the page is replacing this worker
+      if (lost || crashed) return undefined; // the page is replacing this worker
       if ((await engine.step()) === null) break;
     }
     return answer({ verdict: engine.finishVerification() });
   } catch (e) {
-    const name = failureName(e, 'BadImage');
-    if (deviceFailed(name)) return deviceLost(e.message ?? String(e));
-    return answer({ name, message: e.message ?? String(e) });
+    return failed(e, 'BadImage', (name, message) => answer({ name, message }));
   } finally {
     current = null;
   }
@@ -234,7 +267,7 @@ async function encode({ id, bytes }) {
     const rgba = await engine.decode(tokens);
     post({ type: FromWorker.ENCODED, id, tokens, rgba, size: info.imageSize }, [rgba.buffer]);
   } catch (e) {
-    fail(id, errorName(e, 'BadImage'), e.message ?? String(e));
+    failed(e, 'BadImage', (name, message) => fail(id, name, message));
   }
 }
 
@@ -249,6 +282,7 @@ self.onmessage = ({ data }) => {
     case ToWorker.INSPECT: return inspect(data);
     case ToWorker.VERIFY: return verify(data);
     case ToWorker.LOSE_DEVICE: return gpuDevice?.destroy();
+    case ToWorker.TRAP: try { return engine?.trap(); } catch (e) { return crash(e); }
     default: return fail(data.id ?? null, 'Protocol', `unknown message type ${data.type}`);
   }
 };

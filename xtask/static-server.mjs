@@ -21,7 +21,8 @@ const typeOf = (path) => TYPES[extname(path)] ?? 'application/octet-stream';
  * Serves the repository root on `port` (0: any free one); resolves once it listens, with `server.url` set.
  * `server.hits` lists every path asked for, in order; `server.override(path, body)` serves `body` (bytes or a
  * string) at `path` instead of the file (a later app version, a broken model); with `{announce: n}` it
- * announces n bytes, sends `body` and drops the connection (a cut-off download).
+ * announces n bytes, sends `body` and drops the connection (a cut-off download); `server.restore(path)` serves
+ * the file again.
  */
 export function serveRoot({ port = 0 } = {}) {
   const overrides = new Map();
@@ -52,6 +53,7 @@ export function serveRoot({ port = 0 } = {}) {
   });
   server.hits = hits;
   server.override = (path, body, { announce } = {}) => overrides.set(path, { body: Buffer.from(body), announce });
+  server.restore = (path) => overrides.delete(path);
   return new Promise((done, fail) => {
     server.once('error', fail);
     server.listen(port, '127.0.0.1', () => {

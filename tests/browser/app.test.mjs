@@ -7,11 +7,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { crc32 } from 'node:zlib';
+import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { launchChromium, serverAndBrowser, ROOT } from './browser.mjs';
-import { openPage, status, turns, ready, send, finalState } from './page.mjs';
+import { openPage, status, turns, ready, send, finalState, statusMatching } from './page.mjs';
 
 const MICRO = 'models/tessera-micro/';
 const TINY = 'models/tessera-tiny/';
@@ -31,6 +32,24 @@ async function greedy(page) {
 }
 
 const events = (page) => page.evaluate(() => window.tessera.events);
+
+/** A PNG that declares `w`×`h` RGBA pixels and holds none: only a header. */
+function pngDeclaring(w, h) {
+  const chunk = (kind, data) => {
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(kind), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body));
+    return Buffer.concat([length, body, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr.set([8, 6, 0, 0, 0], 8);
+  const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  return Buffer.concat([signature, chunk('IHDR', ihdr), chunk('IDAT', Buffer.from([0x78, 0x9c, 3, 0, 0, 0, 0, 1])), chunk('IEND', Buffer.alloc(0))]);
+}
 const grid = (page) => page.evaluate(() => window.tessera.state.info.grid);
 
 function canvasPixels(page, index) {
@@ -205,7 +224,37 @@ test('uploads: an image becomes a turn to edit; non-images and huge images are h
   });
   await page.getByTestId('upload').setInputFiles({ name: 'huge.png', mimeType: 'image/png', buffer: Buffer.from(huge) });
   assert.equal(await finalState(page, 3), 'done');
-  assert.equal(await turns(page).count(), 4);
+  // 16385² declared in a 100-byte file: refused from its header, by name, before any pixel is decoded.
+  await page.getByTestId('upload').setInputFiles({ name: 'bomb.png', mimeType: 'image/png', buffer: pngDeclaring(16385, 16385) });
+  assert.equal(await finalState(page, 4), 'error');
+  assert.match(await turns(page).nth(4).textContent(), /16385×16385 pixels \(268\.5 M\); images may have at most 67\.1 M pixels/);
+  // The check panel reads the header the same way.
+  await page.locator('details.check-panel summary').click();
+  await page.getByTestId('check-file').setInputFiles({ name: 'bomb.png', mimeType: 'image/png', buffer: pngDeclaring(16384, 16384) });
+  await page.waitForFunction(() => document.querySelector('[data-testid="check-result"]').dataset.verdict === 'error');
+  assert.match(await page.getByTestId('check-result').textContent(), /16384×16384 pixels/);
+  // Animations and print colours are refused by name (tests/fixtures/images/README.md says how they were made).
+  const fixture = (name) => readFileSync(join(ROOT, 'tests/fixtures/images', name));
+  await page.getByTestId('upload').setInputFiles({ name: 'animated.gif', mimeType: 'image/gif', buffer: fixture('animated.gif') });
+  assert.equal(await finalState(page, 5), 'error');
+  assert.match(await turns(page).nth(5).textContent(), /the GIF is animated; use a still image/);
+  await page.getByTestId('upload').setInputFiles({ name: 'cmyk.jpg', mimeType: 'image/jpeg', buffer: fixture('cmyk.jpg') });
+  assert.equal(await finalState(page, 6), 'error');
+  assert.match(await turns(page).nth(6).textContent(), /the JPEG is in CMYK, a print colour model/);
+  // A file over 64 MB is refused from its size, before a byte of it is read, in both places.
+  const bigDir = mkdtempSync(join(tmpdir(), 'tessera-big-'));
+  const big = join(bigDir, 'big.png');
+  writeFileSync(big, '');
+  truncateSync(big, (64 << 20) + 1);
+  await page.getByTestId('upload').setInputFiles(big);
+  assert.match(await status(page).textContent(), /big\.png is over 67\.1 MB/);
+  await page.getByTestId('check-file').setInputFiles(big);
+  await page.waitForFunction(() => /big\.png is/.test(document.querySelector('[data-testid="check-result"]').textContent));
+  assert.equal(await page.getByTestId('check-result').getAttribute('data-verdict'), 'error');
+  rmSync(bigDir, { recursive: true, force: true });
+  await send(page, 'make it red');
+  assert.equal(await finalState(page, 7), 'done', 'the conversation goes on');
+  assert.equal(await turns(page).count(), 8);
   assert.deepEqual(problems.console, []);
   await context.close();
 });
@@ -263,7 +312,7 @@ test('a missing or corrupt model is a named error, not a silent failure', async 
   await corrupt.context.close();
 });
 
-test('losing the GPU device mid-generation keeps the conversation and carries on on the CPU', async () => {
+test('losing the GPU device mid-generation keeps the conversation; the engine comes back on a new device', async () => {
   const { page, context } = await open();
   await ready(page);
   await send(page, PROMPT);
@@ -272,11 +321,48 @@ test('losing the GPU device mid-generation keeps the conversation and carries on
   assert.equal(await finalState(page, 0), 'error');
   assert.match(await turns(page).nth(0).textContent(), /graphics device was lost/);
   await ready(page);
-  assert.equal(await page.evaluate(() => document.body.dataset.backend), 'cpu');
-  assert.match(await status(page).textContent(), /GPU device was lost/);
+  assert.equal(await page.evaluate(() => document.body.dataset.backend), 'webgpu', 'the GPU is tried again');
+  assert.match(await status(page).textContent(), /^Restarted after the graphics device was lost/);
   await send(page, 'a small blue star at the top left');
   assert.equal(await finalState(page, 1), 'done');
   assert.equal(await turns(page).count(), 2, 'the conversation is intact');
+  await context.close();
+});
+
+test('a device lost after the Model panel replaced the model comes back with the replaced model', async () => {
+  const { page, context } = await open();
+  await ready(page);
+  await page.locator('details.model-panel summary').click();
+  await page.getByTestId('model-url').fill(TINY);
+  await page.getByTestId('model-load').click();
+  await statusMatching(page, 'ready', /New model loaded: tessera-tiny/);
+  await page.evaluate(() => window.tessera.loseDevice());
+  await statusMatching(page, 'ready', /^Restarted after the graphics device was lost.*tessera-tiny/);
+  assert.equal(await page.evaluate(() => window.tessera.state.info.modelId), 'tessera-tiny');
+  await context.close();
+});
+
+test('an engine that traps mid-turn fails that turn by name and restarts with the same model', async () => {
+  const { page, context, problems } = await open();
+  await ready(page);
+  await send(page, PROMPT);
+  assert.equal(await finalState(page, 0), 'done');
+  const first = await canvasPixels(page, 0);
+  await send(page, 'a small blue star at the top left');
+  await page.waitForFunction(() => window.tessera.events.filter((e) => e.type === 'token-row').length > 4);
+  await page.evaluate(() => window.tessera.trapEngine());
+  assert.equal(await finalState(page, 1), 'error');
+  assert.match(await turns(page).nth(1).textContent(), /The engine stopped \(.*\)\. The engine restarted with the same model/);
+  await statusMatching(page, 'ready', /^Restarted after the engine stopped.*tessera-micro/);
+  // The turn before is untouched, and the next Send works (the trapped instance would answer "already borrowed").
+  assert.deepEqual(await canvasPixels(page, 0), first);
+  await send(page, 'a big yellow heart at the bottom right');
+  assert.equal(await finalState(page, 2), 'done');
+  await turns(page).nth(1).getByTestId('regenerate').click();
+  assert.equal(await finalState(page, 3), 'done');
+  assert.equal(await turns(page).count(), 4);
+  // The trap's own panic, and the step that was in flight when it came finding the state still held.
+  assert.ok(problems.console.every((line) => /trapped on request|unreachable|RefCell already borrowed/.test(line)), problems.console.join('\n'));
   await context.close();
 });
 

@@ -76,6 +76,29 @@ test('an image is checked: its claims, whether it was made here (JPEG, crop), an
   assert.match(other.text, /Made here: no picture this browser drew matches it/);
   assert.equal(other.verdict, 'unknown');
 
+  // The index says its size; "Forget them" empties it, and the matching worker forgets with it.
+  const sizeLine = (pattern) => page.waitForFunction((p) => new RegExp(p).test(document.querySelector('[data-testid="made-here-size"]').textContent), pattern.source);
+  await sizeLine(/remembers 1 picture it drew/);
+  await page.getByTestId('forget-made-here').click();
+  await sizeLine(/remembers 0 pictures/);
+  assert.equal(await page.getByTestId('forget-made-here').isHidden(), true);
+  const forgotten = await check(page, 'resaved.jpg', 'image/jpeg', files.jpeg);
+  assert.match(forgotten.text, /Made here: no picture this browser drew matches it\./);
+  assert.equal(forgotten.verdict, 'unknown');
+  // Bounded: at the cap, one more picture drops the oldest.
+  const bounded = await page.evaluate(async () => {
+    const { remember, rememberedCount, MAX_REMEMBERED } = await import('/www/made-here.js');
+    const { MADE_HERE, transact } = await import('/www/db.js');
+    const thumb = new Uint8Array(32 * 32 * 3);
+    await transact([MADE_HERE], 'readwrite', (s) => {
+      for (let i = 0; i < MAX_REMEMBERED; i++) s[MADE_HERE].add({ thumb, prompt: `filler ${i}` });
+    });
+    await remember({ thumb, prompt: 'the newest' });
+    const [oldest] = await transact([MADE_HERE], 'readonly', (s) => s[MADE_HERE].getAll(null, 1));
+    return { count: await rememberedCount(), oldest: oldest.prompt };
+  });
+  assert.deepEqual(bounded, { count: 10_000, oldest: 'filler 1' });
+
   const text = await check(page, 'notes.txt', 'text/plain', Buffer.from('hello'));
   assert.match(text.text, /not an image/);
   const broken = await check(page, 'broken.png', 'image/png', Buffer.from(files.png.slice(0, 40)));
