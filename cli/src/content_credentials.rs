@@ -51,16 +51,23 @@ pub struct LocalKey {
 }
 
 impl LocalKey {
-    /// The key in `dir`, made there first if the folder holds none.
+    /// The key in `dir`, made there first if the folder holds none. Two first uses at once agree: each
+    /// makes its key in a private staging folder and renames it into place, and the one that finds `dir`
+    /// taken loads the key that won.
     pub fn load_or_create(dir: &Path) -> Result<Self, String> {
-        match Self::load(dir)? {
-            Some(key) => Ok(key),
-            None => {
-                let key = Self::create()?;
-                key.save(dir)?;
-                Ok(key)
-            }
+        if let Some(key) = Self::load(dir)? {
+            return Ok(key);
         }
+        let key = Self::create()?;
+        if key.save_new(dir)? {
+            return Ok(key);
+        }
+        Self::load(dir)?.ok_or_else(|| {
+            format!(
+                "{} holds other files but no signing key: move them away, or name another folder with TESSERA_KEY_DIR",
+                dir.display()
+            )
+        })
     }
 
     /// The key in `dir`, `None` if the folder holds none. A folder holding one file of the two, or files
@@ -89,10 +96,11 @@ impl LocalKey {
                 ));
             }
         };
+        owner_only(&key_path)?;
         let chain = key.signer().and_then(|signer| signer.certs());
         let problem = match chain {
             Ok(certificates) if certificates.is_empty() => Some("no certificate".to_string()),
-            Ok(_) => None,
+            Ok(_) => key.pair_problem(),
             Err(e) => Some(e.to_string()),
         };
         if let Some(problem) = problem {
@@ -157,23 +165,68 @@ impl LocalKey {
         })
     }
 
-    /// Writes both files (the key readable by its owner only), each through a temporary name, chain last.
-    fn save(&self, dir: &Path) -> Result<(), String> {
+    /// Writes the pair as the new folder `dir`, whole or not at all: both files go into a staging folder
+    /// beside it (0700, each file 0600 from its creation, synced), which is then renamed to `dir`. `false`
+    /// when `dir` was taken meanwhile (another first use won); the staging folder is removed either way.
+    fn save_new(&self, dir: &Path) -> Result<bool, String> {
+        use std::io::Write;
         let fail = |p: &Path, e: std::io::Error| format!("cannot write {}: {e}", p.display());
-        std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
-        for (name, text) in [(KEY_FILE, &self.key_pem), (CHAIN_FILE, &self.chain_pem)] {
-            let path = dir.join(name);
-            let partial = path.with_extension("partial");
-            std::fs::write(&partial, text).map_err(|e| fail(&partial, e))?;
-            #[cfg(unix)]
-            if name == KEY_FILE {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o600))
-                    .map_err(|e| fail(&partial, e))?;
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        private_folder(true)
+            .create(parent)
+            .map_err(|e| fail(parent, e))?;
+        let mut tag = [0u8; 8];
+        getrandom::fill(&mut tag).map_err(|e| format!("no randomness for a folder name: {e}"))?;
+        let name = dir
+            .file_name()
+            .map_or("key".into(), |n| n.to_string_lossy());
+        let staging = parent.join(format!(".{name}.{}", sha256_hex(&tag)));
+        private_folder(false)
+            .create(&staging)
+            .map_err(|e| fail(&staging, e))?;
+        let written = (|| {
+            for (file, text) in [(KEY_FILE, &self.key_pem), (CHAIN_FILE, &self.chain_pem)] {
+                let path = staging.join(file);
+                let mut out = private_file(&path).map_err(|e| fail(&path, e))?;
+                out.write_all(text.as_bytes())
+                    .and_then(|()| out.sync_all())
+                    .map_err(|e| fail(&path, e))?;
             }
-            std::fs::rename(&partial, &path).map_err(|e| fail(&path, e))?;
+            match std::fs::rename(&staging, dir) {
+                Ok(()) => Ok(true),
+                // Taken (a folder with files in it cannot be replaced): the caller loads what is there.
+                Err(_) if dir.exists() => Ok(false),
+                Err(e) => Err(fail(dir, e)),
+            }
+        })();
+        if !matches!(written, Ok(true)) {
+            let _ = std::fs::remove_dir_all(&staging);
         }
-        Ok(())
+        written
+    }
+
+    /// Why the private key does not belong to the first certificate of the chain, if it does not.
+    fn pair_problem(&self) -> Option<String> {
+        use ed25519_dalek::pkcs8::DecodePrivateKey;
+        let key = match ed25519_dalek::SigningKey::from_pkcs8_pem(&self.key_pem) {
+            Ok(key) => key,
+            Err(e) => return Some(format!("the key is not an Ed25519 PKCS #8 key: {e}")),
+        };
+        let first = pem::parse_many(&self.chain_pem).ok()?.into_iter().next()?;
+        let certified = match x509_parser::parse_x509_certificate(first.contents()) {
+            Ok((_, cert)) => cert
+                .tbs_certificate
+                .subject_pki
+                .subject_public_key
+                .data
+                .to_vec(),
+            Err(e) => return Some(format!("the first certificate cannot be read: {e}")),
+        };
+        (certified != key.verifying_key().to_bytes())
+            .then(|| "the key is not the one its certificate names".to_string())
     }
 
     fn signer(&self) -> c2pa::Result<c2pa::BoxedSigner> {
@@ -189,6 +242,47 @@ impl LocalKey {
     pub fn fingerprint(&self) -> String {
         first_certificate_sha256(&self.chain_pem).unwrap_or_default()
     }
+}
+
+/// A folder builder that makes folders its owner alone can enter (0700), and their parents with `recursive`.
+fn private_folder(recursive: bool) -> std::fs::DirBuilder {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(recursive);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+}
+
+/// A new file (never an existing one) that its owner alone can read, from its creation (0600).
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
+/// Refuses a key file that anyone but its owner may use, saying how to fix it.
+fn owner_only(path: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "the signing key {} is open to others (mode {mode:o}): run `chmod 600 {}`, then try again",
+                path.display(),
+                path.display()
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 fn first_certificate_sha256(chain_pem: &str) -> Option<String> {

@@ -61,3 +61,67 @@ fn a_half_key_folder_is_refused_not_replaced() {
     let err = LocalKey::load_or_create(&dir).err().unwrap();
     assert!(err.contains("is not usable"), "{err}");
 }
+
+#[cfg(unix)]
+#[test]
+fn key_files_are_private_from_creation_and_an_open_key_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let (root, dir) = key_dir();
+    LocalKey::load_or_create(&dir).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join(KEY_FILE)), 0o600);
+    assert_eq!(mode(&dir.join(CHAIN_FILE)), 0o600);
+    let left: Vec<_> = std::fs::read_dir(root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["key"], "no staging folder is left");
+    std::fs::set_permissions(dir.join(KEY_FILE), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = LocalKey::load_or_create(&dir).err().unwrap();
+    assert!(
+        err.contains("open to others (mode 644)") && err.contains("chmod 600"),
+        "{err}"
+    );
+}
+
+#[test]
+fn two_first_uses_at_once_get_the_same_key() {
+    let (root, dir) = key_dir();
+    let start = std::sync::Barrier::new(8);
+    let fingerprints: Vec<String> = std::thread::scope(|s| {
+        let racers: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    LocalKey::load_or_create(&dir).unwrap().fingerprint()
+                })
+            })
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert!(
+        fingerprints.iter().all(|f| f == &fingerprints[0]),
+        "{fingerprints:?}"
+    );
+    assert_eq!(
+        LocalKey::load(&dir).unwrap().unwrap().fingerprint(),
+        fingerprints[0]
+    );
+    assert_eq!(
+        std::fs::read_dir(root.path()).unwrap().count(),
+        1,
+        "no staging folder is left"
+    );
+}
+
+#[test]
+fn a_key_that_is_not_its_certificates_is_refused() {
+    let (_root, dir) = key_dir();
+    let (_other_root, other) = key_dir();
+    LocalKey::load_or_create(&dir).unwrap();
+    LocalKey::load_or_create(&other).unwrap();
+    std::fs::copy(other.join(KEY_FILE), dir.join(KEY_FILE)).unwrap();
+    let err = LocalKey::load_or_create(&dir).err().unwrap();
+    assert!(err.contains("not the one its certificate names"), "{err}");
+}
