@@ -7,7 +7,8 @@ import { ToWorker, FromWorker, advice } from './protocol.js';
 import { DEFAULT_MODEL, EngineClient, modelFolder } from './engine.js';
 import { cachedModels, forgetModel } from './models.js';
 import { ENTRY_BYTES, MADE_HERE, MAX_REMEMBERED, closest, forgetAll, prepareMatching, remember, rememberedCount, thumbnail } from './made-here.js';
-import { deleteConversation, listConversations, loadTurns, newConversation, saveConversation, saveTurn, storageSpace } from './conversations.js';
+import { deleteConversation, listConversations, loadTurns, newConversation, saveConversation, saveTurn } from './conversations.js';
+import { storageSpace } from './db.js';
 
 const $ = (sel) => document.querySelector(`[data-testid="${sel}"]`);
 const EXAMPLES = [

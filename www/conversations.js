@@ -50,9 +50,4 @@ export function deleteConversation(id) {
   });
 }
 
-/** The space this site uses and may use, in bytes (`{usage, quota}`), where the browser says. */
-export async function storageSpace() {
-  return (await navigator.storage?.estimate?.().catch(() => null)) ?? null;
-}
-
 

@@ -12,6 +12,11 @@ export const MADE_HERE = 'made-here';
 export const CONVERSATIONS = 'conversations';
 export const TURNS = 'turns';
 
+/** The space this site uses and may use, in bytes (`{usage, quota}`), where the browser says; else null. */
+export async function storageSpace() {
+  return (await navigator.storage?.estimate?.().catch(() => null)) ?? null;
+}
+
 /** Resolves with the open database; rejects with a named error where IndexedDB is missing or refused. */
 function open() {
   return new Promise((resolve, reject) => {

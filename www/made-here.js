@@ -167,11 +167,6 @@ export function forgetAll() {
   return transact([STORE], 'readwrite', (s) => s[STORE].clear());
 }
 
-/** Every remembered picture. */
-export function remembered() {
-  return transact([STORE], 'readonly', (s) => s[STORE].getAll());
-}
-
 /**
  * The full crop search is ~256 grid comparisons an entry, too slow for thousands of them; a coarse 8×8 grid
  * picks the candidates first. Each entry has two: the whole picture (for a re-saved or rescaled copy) and
@@ -180,23 +175,24 @@ export function remembered() {
  */
 const COARSE = 8;
 /** How many of the coarsest-closest entries get the full crop search (measured: bench/made-here-bench.mjs). */
-export const CANDIDATES = 32;
+const CANDIDATES = 32;
 
 /** The coarse grid a query is compared by (the whole image), and an entry's two (whole, middle crop). */
-export const coarseQuery = (thumb) => cells(thumb, 0, 0, THUMB, THUMB, COARSE);
+const coarseQuery = (thumb) => cells(thumb, 0, 0, THUMB, THUMB, COARSE);
 export const coarseEntry = (thumb) => [coarseQuery(thumb),
   cells(thumb, MAX_CROP / 2, MAX_CROP / 2, THUMB - MAX_CROP / 2, THUMB - MAX_CROP / 2, COARSE)];
 
 /** The L1 distance of two arrays of the same length (coarse grids, thumbnails). */
-export function l1Distance(a, b) {
+function l1Distance(a, b) {
   let d = 0;
   for (let i = 0; i < a.length; i++) d += Math.abs(a[i] - b[i]);
   return d;
 }
 
 /**
- * Of `entries` (each with its `thumb` and `coarse` grids, from `coarseEntry`), the one most like `thumb`: `{entry, score}`, entry
- * null when there are none. Only the CANDIDATES coarsest-closest get the full crop search. Equal scores
+ * Of `entries` (each with its `thumb` and its `coarse` grids from `coarseEntry`), the one most like `thumb`:
+ * `{entry, score}`, entry null when there are none. Only the CANDIDATES coarsest-closest get the full crop
+ * search. Equal scores
  * (the same scene drawn twice scores 1 against both) go to the one closer pixel for pixel: the original of
  * a re-saved copy rather than another drawing of its prompt.
  */

@@ -3,6 +3,8 @@
 // never touch. Files are cached only after the engine has accepted them (names, shapes, sha256), so a bad
 // download never replaces a good copy. No DOM here: the worker and Node's tests import it.
 
+import { storageSpace } from './db.js';
+
 /** The cache's name carries the layout of its entries, not the app's version. */
 export const MODEL_CACHE = 'tessera-models-v1';
 
@@ -101,7 +103,7 @@ async function openCache() {
 
 /** The bytes Cache Storage needs for `bytes` more, and what the browser says is left, for a quota error. */
 async function quotaMessage(e, bytes) {
-  const space = await navigator.storage?.estimate?.().catch(() => null);
+  const space = await storageSpace();
   const mb = (n) => `${(n / 1e6).toFixed(1)} MB`;
   const left = space ? `; this site uses ${mb(space.usage)} of the ${mb(space.quota)} the browser allows` : '';
   return namedError('QuotaExceededError', `the browser's storage is full: the model needs ${mb(bytes)}${left} (${e.message})`);
