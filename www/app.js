@@ -329,7 +329,10 @@ async function regenerate(bytes, prompt) {
     endRun();
   }
   if (!verdict) return { line: 'Regenerated: no, the file carries no claims to check.', verdict: 'unknown' };
-  const line = verdict.outcome === 'verified' ? `${capitalized(verdict.reason)}. Verified.` : `Regenerated: no, ${verdict.reason}.`;
+  const line = {
+    verified: `${capitalized(verdict.reason)}. Verified.`,
+    unsigned: `${capitalized(verdict.reason)}. Not verified: unsigned.`,
+  }[verdict.outcome] ?? `Regenerated: no, ${verdict.reason}.`;
   return { line, verdict: verdict.outcome };
 }
 

@@ -28,7 +28,7 @@ export const FromWorker = Object.freeze({
   CRASHED: 'crashed', // {id?, message}: the wasm engine trapped; the page restarts it with the same model
   INTERPRETED: 'interpreted', // {id, reading: {canonical, kind, edit, unknown, notes, note, scene, understood}} or {id, name, message}
   INSPECTED: 'inspected', // {id, claims: object|null} or {id, name, message} when the file is unreadable
-  VERIFIED: 'verified', // {id, verdict: {outcome: 'verified'|'not-verified'|'unknown', reason}|null} or {id, name, message}
+  VERIFIED: 'verified', // {id, verdict: {outcome: 'verified'|'unsigned'|'not-verified'|'unknown', reason}|null} or {id, name, message}
   REFUSED: 'refused', // {name, message}: a REPLACE model was not accepted; the current model stays loaded
 });
 

@@ -399,6 +399,41 @@ pub struct Manifest {
     pub signed_at: Option<String>,
     /// The `digitalSourceType` of the `c2pa.created` action.
     pub digital_source_type: Option<String>,
+    /// The generation claims under the signature (the [`GENERATION_ASSERTION`]), as JSON.
+    pub generation: Option<serde_json::Value>,
+}
+
+impl Manifest {
+    /// The claims whose signed value differs from `claims` (read from the XMP), by their JSON names; every
+    /// name when the manifest carries no generation assertion. Numbers compare as numbers (a signed `1.0`
+    /// may come back as `1`).
+    pub fn differences_from(&self, claims: &Provenance) -> Vec<String> {
+        let xmp = claims.claims_json();
+        let (Some(signed), Some(xmp)) = (
+            self.generation.as_ref().and_then(|g| g.as_object()),
+            xmp.as_object(),
+        ) else {
+            return vec!["all of them (the manifest has no generation assertion)".into()];
+        };
+        let same = |a: &serde_json::Value, b: &serde_json::Value| match (a.as_f64(), b.as_f64()) {
+            (Some(a), Some(b)) => a == b,
+            _ => a == b,
+        };
+        let null = serde_json::Value::Null;
+        let mut names: Vec<&String> = xmp.keys().chain(signed.keys()).collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .filter(|n| {
+                !same(
+                    xmp.get(*n).unwrap_or(&null),
+                    signed.get(*n).unwrap_or(&null),
+                )
+            })
+            .cloned()
+            .collect()
+    }
 }
 
 /// Reads and validates the manifest of a PNG. A file whose manifest cannot even be parsed is an error.
@@ -434,6 +469,11 @@ pub fn read(png: &[u8]) -> Result<Credentials, String> {
         .flatten()
         .find(|action| action["action"] == "c2pa.created")
         .and_then(|action| action["digitalSourceType"].as_str().map(String::from));
+    let generation = active
+        .assertions()
+        .iter()
+        .find(|a| a.label() == GENERATION_ASSERTION)
+        .and_then(|a| a.value().ok().cloned());
     Ok(Credentials::Present(Manifest {
         valid: failures.is_empty() && reader.validation_state() != c2pa::ValidationState::Invalid,
         failures,
@@ -449,5 +489,6 @@ pub fn read(png: &[u8]) -> Result<Credentials, String> {
         certificate_sha256: signature.and_then(|s| first_certificate_sha256(s.cert_chain())),
         signed_at: signature.and_then(|s| s.time.clone()),
         digital_source_type,
+        generation,
     }))
 }

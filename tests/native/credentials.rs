@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use tessera::trust::provenance::{DIGITAL_SOURCE_TYPE, png_with_provenance, read_xmp};
+use tessera::trust::provenance::{DIGITAL_SOURCE_TYPE, new_salt, png_with_provenance, read_xmp};
 use tessera::{Provenance, Settings};
 use tessera_cli::content_credentials::{
     CHAIN_FILE, Credentials, KEY_FILE, LocalKey, current_year, read, sign_png,
@@ -31,7 +31,14 @@ fn a_signed_png_validates_with_this_key() {
     assert_eq!(key.fingerprint(), again.fingerprint(), "the key is kept");
     assert_eq!(key.fingerprint().len(), 64);
 
-    let claims = Provenance::new("m", "abc", &Settings::default(), "a red circle", None);
+    let claims = Provenance::new(
+        "m",
+        "abc",
+        &Settings::default(),
+        "a red circle",
+        None,
+        &new_salt(),
+    );
     let png = png_with_provenance(&[7u8; 8 * 8 * 3], 8, 8, &claims);
     assert!(matches!(read(&png), Ok(Credentials::Absent)));
     let signed = sign_png(&png, "a.png", &claims, &key).unwrap();

@@ -1,11 +1,12 @@
-//! `tessera verify`: what an image claims, whether its C2PA signature holds, and, given the prompt, the
-//! engine's verdict on regenerating it (`tessera::trust::verify`). A claim that does not check out is an
-//! error (a non-zero exit) after the report.
+//! `tessera verify`: what an image claims, whether its C2PA signature holds and signs those claims, and,
+//! given the prompt, the engine's verdict on regenerating it (`tessera::trust::verify`). Only a valid
+//! signature over the same claims and the same pixels is VERIFIED; anything less is an error (a non-zero
+//! exit) after the report.
 
 use std::path::PathBuf;
 
 use clap::Args;
-use tessera::trust::provenance::DIGITAL_SOURCE_TYPE;
+use tessera::trust::provenance::{DIGITAL_SOURCE_TYPE, Provenance};
 use tessera::trust::verify::{Claimed, REGENERATION_TOLERANCE, Verdict};
 use tessera_cli::content_credentials::{self, Credentials, LocalKey};
 
@@ -46,10 +47,15 @@ pub fn run(a: VerifyArgs) -> Result<(), Failure> {
     if let Some(created) = &claims.created {
         println!("        created {created}");
     }
-    report_signature(&bytes, &shown.to_string())?;
+    let signed = report_signature(&bytes, &shown.to_string(), claims)?;
+    let claimed = claimed.signed(signed);
+    if let Some(beyond) = claimed.beyond_pixels() {
+        return Err(format!("not verified: {}", beyond.reason()).into());
+    }
     let Some(prompt) = a.prompt else {
         println!(
-            "verdict: claims read; pass --prompt \"…\" to check them by regenerating the image"
+            "verdict: claims read{}; pass --prompt \"…\" to check them by regenerating the image",
+            if signed { "" } else { " (unsigned)" }
         );
         return Ok(());
     };
@@ -63,10 +69,12 @@ pub fn run(a: VerifyArgs) -> Result<(), Failure> {
     };
     let compared = match verdict {
         Verdict::Verified { values, worst } => Some((0, values, worst)),
+        Verdict::Unsigned { values, worst } => Some((0, values, worst)),
         Verdict::PixelsDiffer {
             changed,
             values,
             worst,
+            ..
         } => Some((changed, values, worst)),
         _ => None,
     };
@@ -82,7 +90,7 @@ pub fn run(a: VerifyArgs) -> Result<(), Failure> {
             );
             Ok(())
         }
-        "not-verified" => Err(format!("not verified: {}", verdict.reason()).into()),
+        "not-verified" | "unsigned" => Err(format!("not verified: {}", verdict.reason()).into()),
         _ => {
             let hint = match verdict {
                 Verdict::OtherModel { .. } => "; pass --model with the recorded one",
@@ -93,15 +101,19 @@ pub fn run(a: VerifyArgs) -> Result<(), Failure> {
     }
 }
 
-/// Prints who signed the file's C2PA manifest, if anyone; a manifest that does not match the file, or that
-/// does not declare a trained model's creation, is an error (`shown`: the file, as the messages name it).
-fn report_signature(bytes: &[u8], shown: &str) -> Result<(), String> {
+/// Prints who signed the file's C2PA manifest, if anyone, and says whether a valid signature binds `claims`
+/// (read from the XMP) to the file. A manifest that does not match the file, does not declare a trained
+/// model's creation, or signs other claims than the XMP's is an error (`shown`: the file, as the messages
+/// name it).
+fn report_signature(bytes: &[u8], shown: &str, claims: &Provenance) -> Result<bool, String> {
     let read =
         content_credentials::read(bytes).map_err(|e| format!("not verified: {shown}: {e}"))?;
     let manifest = match read {
         Credentials::Absent => {
-            println!("signature: none (no C2PA manifest: the claims above are unsigned)");
-            return Ok(());
+            println!(
+                "signature: none (no C2PA manifest: the claims above are unsigned, and anyone could have written them)"
+            );
+            return Ok(false);
         }
         Credentials::Present(m) => m,
     };
@@ -110,10 +122,10 @@ fn report_signature(bytes: &[u8], shown: &str) -> Result<(), String> {
         .flatten();
     let whose = match (here, &manifest.certificate_sha256) {
         (Some(key), Some(cert)) if key.fingerprint() == *cert => "this machine's key",
-        _ => "a key that is not this machine's",
+        _ => "another key, not this machine's: the name above is whatever its maker wrote in it",
     };
     println!(
-        "signature: C2PA manifest signed by {} ({whose}, certificate sha256 {}){}",
+        "signature: C2PA manifest signed by {} ({whose}; certificate sha256 {}){}",
         manifest.signer,
         manifest.certificate_sha256.as_deref().unwrap_or("unknown"),
         manifest
@@ -130,8 +142,15 @@ fn report_signature(bytes: &[u8], shown: &str) -> Result<(), String> {
     if manifest.digital_source_type.as_deref() != Some(DIGITAL_SOURCE_TYPE) {
         return Err("not verified: the C2PA manifest does not declare a c2pa.created action by a trained model (trainedAlgorithmicMedia)".into());
     }
+    let differ = manifest.differences_from(claims);
+    if !differ.is_empty() {
+        return Err(format!(
+            "not verified: the signed generation claims differ from the XMP claims in {}",
+            differ.join(", ")
+        ));
+    }
     println!(
-        "           valid: the signature and the hashes of every byte check out; untrusted: a local key that no trust list knows"
+        "           valid: the signature and the hashes of every byte check out, and it signs the claims above; untrusted: a local key that no trust list knows"
     );
-    Ok(())
+    Ok(true)
 }

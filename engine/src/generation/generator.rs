@@ -17,7 +17,7 @@ use crate::generation::sampler::{Sampler, Settings, guide};
 use crate::model::kv_cache::KvCache;
 use crate::model::vq::{DecoderState, tensor_values_to_rgb};
 use crate::model::{Codec, Model, janus, read_floats};
-use crate::trust::provenance::{Provenance, png_with_provenance};
+use crate::trust::provenance::{Provenance, new_salt, png_with_provenance};
 
 /// A finished band of pixel rows: RGB bytes for rows `y0..y0 + height`, full image width.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,6 +60,8 @@ pub struct Generation {
     logits: Vec<f32>,
     /// The tokens of the image being edited, raster order (what `Settings::keep` favours).
     source: Option<Vec<u32>>,
+    /// Drawn once per generation: every PNG of it records the same salted hashes.
+    salt: String,
 }
 
 impl Generation {
@@ -180,6 +182,7 @@ impl Generation {
             rgb: vec![0; size * size * 3],
             logits: Vec::new(),
             source: context.map(<[u32]>::to_vec),
+            salt: new_salt(),
             model,
         }
     }
@@ -229,6 +232,7 @@ impl Generation {
             &self.settings,
             self.typed.as_deref().unwrap_or(&self.text),
             self.source.as_deref(),
+            &self.salt,
         )
         .model_saw(&self.text);
         match created {

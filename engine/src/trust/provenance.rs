@@ -1,8 +1,9 @@
 //! Provenance for every image the engine writes: an XMP packet in a PNG `iTXt` chunk (keyword
 //! `XML:com.adobe.xmp`, the place exiftool and other readers look) stating the IPTC digital source type
-//! `trainedAlgorithmicMedia`, the model id and weights hash, the seed and sampling settings, a hash of the
-//! prompt (not the prompt itself: the image should not leak what was typed) and, when the model was prompted
-//! with the prompt as interpreted, a hash of that text too, and when it was made
+//! `trainedAlgorithmicMedia`, the model id and weights hash, the seed and sampling settings, a salted hash of
+//! the prompt (not the prompt itself: the image should not leak what was typed; salted per image, so a
+//! dictionary of this small world's prompts cannot be hashed once and looked up) and, when the model was
+//! prompted with the prompt as interpreted, a hash of that text too, and when it was made
 //! (`xmp:CreateDate`, set by the front door that knows the clock).
 
 use crate::generation::sampler::Settings;
@@ -17,10 +18,13 @@ pub struct Provenance {
     pub model_id: String,
     pub model_sha256: String,
     pub settings: Settings,
-    /// sha256 of the prompt's UTF-8 bytes.
+    /// 32 random hex digits drawn for this image, hashed in front of the prompt and the text the model saw;
+    /// `None` in images made before hashes were salted.
+    pub salt: Option<String>,
+    /// [`Provenance::text_sha256`] of the prompt.
     pub prompt_sha256: String,
-    /// sha256 of the text the model saw, when that was not the prompt as typed (the interpreter's
-    /// canonical caption); `None`: the model saw the prompt.
+    /// [`Provenance::text_sha256`] of the text the model saw, when that was not the prompt as typed (the
+    /// interpreter's canonical caption); `None`: the model saw the prompt.
     pub model_text_sha256: Option<String>,
     /// For edits: sha256 of the edited image's tokens (little-endian u32s).
     pub source_sha256: Option<String>,
@@ -28,19 +32,29 @@ pub struct Provenance {
     pub created: Option<String>,
 }
 
+/// A fresh salt: 16 bytes from the system's randomness, as 32 hex digits.
+pub fn new_salt() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the system has randomness");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl Provenance {
+    /// The claims of an image drawn from `prompt`, its hashes salted with `salt` ([`new_salt`]).
     pub fn new(
         model_id: &str,
         model_sha256: &str,
         settings: &Settings,
         prompt: &str,
         source: Option<&[u32]>,
+        salt: &str,
     ) -> Self {
         Provenance {
             model_id: model_id.into(),
             model_sha256: model_sha256.into(),
             settings: settings.clone(),
-            prompt_sha256: sha256_hex(prompt.as_bytes()),
+            prompt_sha256: salted_sha256(Some(salt), prompt),
+            salt: Some(salt.into()),
             model_text_sha256: None,
             source_sha256: source
                 .map(|t| sha256_hex(&t.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<_>>())),
@@ -50,9 +64,15 @@ impl Provenance {
 
     /// The same claims for a model that was prompted with `model_text` rather than the prompt.
     pub fn model_saw(mut self, model_text: &str) -> Self {
-        let hash = sha256_hex(model_text.as_bytes());
+        let hash = self.text_sha256(model_text);
         self.model_text_sha256 = (hash != self.prompt_sha256).then_some(hash);
         self
+    }
+
+    /// sha256 of the salt's hex digits followed by `text`'s UTF-8 bytes (of `text` alone without a salt):
+    /// how the prompt and the model's text are recorded, and how a prompt offered is checked.
+    pub fn text_sha256(&self, text: &str) -> String {
+        salted_sha256(self.salt.as_deref(), text)
     }
 
     /// The same claims with the time the image was made (RFC 3339, UTC).
@@ -62,8 +82,8 @@ impl Provenance {
     }
 
     /// The claims as one JSON object (`modelId`, `modelSha256`, `seed`, `temperature`, `topK`, `topP`, `guidance`,
-    /// `keep`, `promptSha256`, `modelTextSha256`, `sourceTokensSha256`, `created`; absent values are `null`): the C2PA manifest's
-    /// generation assertion and what the browser's `readProvenance` returns.
+    /// `keep`, `salt`, `promptSha256`, `modelTextSha256`, `sourceTokensSha256`, `created`; absent values are
+    /// `null`): the C2PA manifest's generation assertion and what the browser's `readProvenance` returns.
     pub fn claims_json(&self) -> serde_json::Value {
         let s = &self.settings;
         serde_json::json!({
@@ -75,6 +95,7 @@ impl Provenance {
             "topP": s.top_p,
             "guidance": s.guidance,
             "keep": s.keep,
+            "salt": self.salt,
             "promptSha256": self.prompt_sha256,
             "modelTextSha256": self.model_text_sha256,
             "sourceTokensSha256": self.source_sha256,
@@ -91,6 +112,9 @@ impl Provenance {
         });
         let model_text = self.model_text_sha256.as_ref().map_or(String::new(), |h| {
             format!("\n      tessera:ModelTextSha256=\"{h}\"")
+        });
+        let salt = self.salt.as_ref().map_or(String::new(), |salt| {
+            format!("\n      tessera:Salt=\"{salt}\"")
         });
         let created = self.created.as_ref().map_or(String::new(), |t| {
             format!("\n      xmp:CreateDate=\"{}\"", xml_escape(t))
@@ -111,7 +135,7 @@ impl Provenance {
       tessera:TopK="{top_k}"
       tessera:TopP="{}"
       tessera:Guidance="{}"
-      tessera:Keep="{}"
+      tessera:Keep="{}"{salt}
       tessera:PromptSha256="{}"{model_text}{source}{created}/>
   </rdf:RDF>
 </x:xmpmeta>
@@ -176,12 +200,25 @@ impl Provenance {
                     Err(_) => 0.0,
                 },
             },
+            salt: match attr("tessera:Salt") {
+                Ok(salt) if is_salt(&salt) => Some(salt),
+                Ok(_) => return Err("tessera:Salt is not 32 hex digits".into()),
+                Err(_) => None,
+            },
             prompt_sha256: attr("tessera:PromptSha256")?,
             model_text_sha256: attr("tessera:ModelTextSha256").ok(),
             source_sha256: attr("tessera:SourceTokensSha256").ok(),
             created: attr("xmp:CreateDate").ok(),
         })
     }
+}
+
+fn salted_sha256(salt: Option<&str>, text: &str) -> String {
+    sha256_hex(format!("{}{text}", salt.unwrap_or_default()).as_bytes())
+}
+
+fn is_salt(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn xml_unescape(s: &str) -> String {
@@ -249,6 +286,7 @@ mod tests {
             },
             "a red circle",
             None,
+            &new_salt(),
         );
         let png = png_with_provenance(&[0u8; 4 * 4 * 3], 4, 4, &p);
         let xmp = read_xmp(&png).expect("an XMP packet");
@@ -257,13 +295,40 @@ mod tests {
         )));
         assert!(xmp.contains("tessera:Seed=\"42\""));
         assert!(xmp.contains("tessera:Model=\"m&lt;1&gt;\""));
-        assert!(xmp.contains(&sha256_hex(b"a red circle")));
+        assert!(xmp.contains(&p.text_sha256("a red circle")));
         assert!(
             !xmp.contains("a red circle"),
             "the prompt itself is not stored"
         );
+        assert!(
+            !xmp.contains(&sha256_hex(b"a red circle")),
+            "nor its unsalted hash, which a dictionary of prompts would reverse"
+        );
         let img = image::load_from_memory(&png).unwrap();
         assert_eq!((img.width(), img.height()), (4, 4));
+    }
+
+    #[test]
+    fn each_image_salts_its_hashes_anew() {
+        let settings = Settings::default();
+        let a = Provenance::new("m", "ab", &settings, "a red circle", None, &new_salt());
+        let b = Provenance::new("m", "ab", &settings, "a red circle", None, &new_salt());
+        assert_ne!(a.salt, b.salt);
+        assert_ne!(a.prompt_sha256, b.prompt_sha256);
+        let salt = a.salt.clone().unwrap();
+        assert_eq!(
+            a.prompt_sha256,
+            sha256_hex(format!("{salt}a red circle").as_bytes())
+        );
+        // The model's text is salted alike, and recorded only when it is not the prompt.
+        let read = a.clone().model_saw("one big red circle in the center");
+        assert_eq!(
+            read.model_text_sha256,
+            Some(sha256_hex(
+                format!("{salt}one big red circle in the center").as_bytes()
+            ))
+        );
+        assert_eq!(a.clone().model_saw("a red circle").model_text_sha256, None);
     }
 
     #[test]
@@ -277,11 +342,11 @@ mod tests {
             keep: 2.5,
         };
         for source in [None, Some(&[1u32, 2, 3][..])] {
-            let p = Provenance::new("a&\"b", "f00d", &settings, "x", source)
+            let p = Provenance::new("a&\"b", "f00d", &settings, "x", source, &new_salt())
                 .created_at("2026-11-28T12:00:00Z");
             assert_eq!(Provenance::from_xmp(&p.xmp()), Ok(p));
         }
-        let forged = Provenance::new("m", "ab", &settings, "x", None)
+        let forged = Provenance::new("m", "ab", &settings, "x", None, &new_salt())
             .xmp()
             .replace("tessera:Seed=\"9\"", "tessera:Seed=\"nine\"");
         assert_eq!(
@@ -289,7 +354,7 @@ mod tests {
             Err("tessera:Seed is not a number".into())
         );
         // An image made before edits could keep their source was made without: keep 0.
-        let p = Provenance::new("m", "ab", &settings, "x", None);
+        let p = Provenance::new("m", "ab", &settings, "x", None, &new_salt());
         let older = p.xmp().replace("\n      tessera:Keep=\"2.5\"", "");
         assert_ne!(older, p.xmp());
         let read = Provenance::from_xmp(&older).unwrap();
@@ -300,6 +365,20 @@ mod tests {
         assert_eq!(
             Provenance::from_xmp(&named_cfg).unwrap().settings.guidance,
             3.0
+        );
+        // An image made before hashes were salted: the prompt's own sha256.
+        let unsalted = p.xmp().replace(
+            &format!("\n      tessera:Salt=\"{}\"", p.salt.as_deref().unwrap()),
+            "",
+        );
+        assert_ne!(unsalted, p.xmp());
+        let read = Provenance::from_xmp(&unsalted).unwrap();
+        assert_eq!(read.salt, None);
+        assert_eq!(read.text_sha256("x"), sha256_hex(b"x"));
+        let short = p.xmp().replace("tessera:Salt=\"", "tessera:Salt=\"0");
+        assert_eq!(
+            Provenance::from_xmp(&short),
+            Err("tessera:Salt is not 32 hex digits".into())
         );
         assert_eq!(
             Provenance::from_xmp("<x/>"),

@@ -1,15 +1,18 @@
 //! Proof by regeneration. An image this engine made names its model and weights, its seed and settings, and
 //! hashes its prompt; given the prompt, the same model draws it again, and every pixel value must come back
-//! within [`REGENERATION_TOLERANCE`]. The command line (`tessera verify`) and the browser's "Check an image"
-//! panel both ask this module and only render its [`Verdict`]; signatures (C2PA) are the command line's own
-//! check, made before this one.
+//! within [`REGENERATION_TOLERANCE`]. What a viewer sees is more than the first frame's colours, so the file
+//! is held to be exactly what the engine writes: one frame, opaque, 8 bits a sample, no chunk that changes
+//! how its colours or orientation are shown, one XMP packet. The command line (`tessera verify`) and the
+//! browser's "Check an image" panel both ask this module and only render its [`Verdict`]; whether a valid
+//! signature binds the claims (C2PA) is the front door's check, told to [`Claimed::signed`]: without one
+//! the same pixels are [`Verdict::Unsigned`], never [`Verdict::Verified`].
 
 use std::sync::Arc;
 
 use crate::error::{Result, TesseraError};
 use crate::generation::Generation;
 use crate::interpret::{self, Before};
-use crate::model::{Model, sha256_hex};
+use crate::model::Model;
 use crate::trust::provenance::{Provenance, xmp_in};
 
 /// Largest per-value difference between an image and its regeneration that still counts as the same image:
@@ -29,6 +32,13 @@ pub struct Claimed {
     pub height: u32,
     /// `[height, width, 3]` RGB bytes.
     rgb: Vec<u8>,
+    /// `[height, width]` opacity, when the file has an alpha channel or a transparent colour (`tRNS`).
+    alpha: Option<Vec<u8>>,
+    /// What else in the file changes what a viewer sees (frames, bit depth, colour chunks), one phrase
+    /// each: the engine writes none of it.
+    beyond_pixels: Vec<String>,
+    /// Whether a valid signature binds these claims to the file, as the front door found it.
+    signed: bool,
 }
 
 /// What checking an image's claims against its regeneration found.
@@ -50,13 +60,21 @@ pub enum Verdict {
     },
     /// The image is not the size the model draws.
     WrongSize { width: u32, height: u32, size: u32 },
-    /// The regeneration differs: `changed` of `values` pixel values by more than the tolerance.
+    /// The file holds more than the pixels compared that changes what a viewer sees.
+    BeyondPixels { what: Vec<String> },
+    /// The regeneration differs: `changed` of `values` colour values by more than the tolerance, and
+    /// `not_opaque` pixels are transparent where the regeneration is opaque.
     PixelsDiffer {
         changed: usize,
+        not_opaque: usize,
         values: usize,
         worst: u8,
     },
-    /// The regeneration is the same image: no value of `values` differs by more than the tolerance.
+    /// The regeneration is the same image, and no valid signature binds the claims to the file: the pixels
+    /// are what the claims make, but who wrote the claims, and when, is not proven.
+    Unsigned { values: usize, worst: u8 },
+    /// The regeneration is the same image (no value of `values` differs by more than the tolerance), and a
+    /// valid signature binds the claims to the file.
     Verified { values: usize, worst: u8 },
 }
 
@@ -65,14 +83,17 @@ impl Verdict {
         matches!(self, Verdict::Verified { .. })
     }
 
-    /// `verified`; `not-verified` when the claims are shown false for this image; `unknown` when they could
-    /// not be checked (an edit, another model).
+    /// `verified`; `unsigned` when the pixels regenerate and no signature binds the claims; `not-verified`
+    /// when the claims are shown false for this image; `unknown` when they could not be checked (an edit,
+    /// another model).
     pub fn outcome(&self) -> &'static str {
         match self {
             Verdict::Verified { .. } => "verified",
-            Verdict::WrongPrompt | Verdict::WrongSize { .. } | Verdict::PixelsDiffer { .. } => {
-                "not-verified"
-            }
+            Verdict::Unsigned { .. } => "unsigned",
+            Verdict::WrongPrompt
+            | Verdict::WrongSize { .. }
+            | Verdict::BeyondPixels { .. }
+            | Verdict::PixelsDiffer { .. } => "not-verified",
             Verdict::Edit | Verdict::TextNotRecovered | Verdict::OtherModel { .. } => "unknown",
         }
     }
@@ -105,11 +126,38 @@ impl Verdict {
                 height,
                 size,
             } => format!("the image is {width}×{height}, the model draws {size}×{size}"),
-            Verdict::PixelsDiffer { changed, .. } => format!(
-                "{changed} pixel values differ from the regeneration (the pixels were changed, or the claims are not this image's)"
+            Verdict::BeyondPixels { what } => format!(
+                "the file shows a viewer more than the pixels compared: {}; the engine writes none of it",
+                what.join("; ")
             ),
+            Verdict::PixelsDiffer {
+                changed,
+                not_opaque,
+                ..
+            } => {
+                let colours = (*changed > 0)
+                    .then(|| format!("{changed} pixel values differ from the regeneration"));
+                let alpha = (*not_opaque > 0).then(|| {
+                    format!("{not_opaque} pixels are transparent where the regeneration is opaque")
+                });
+                format!(
+                    "{} (the pixels were changed, or the claims are not this image's)",
+                    [colours, alpha]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(", and ")
+                )
+            }
+            Verdict::Unsigned { .. } => {
+                "regenerated from the recorded model, seed and settings: the same pixels, but no \
+                 signature binds the claims to the file, so who made it and when is not proven"
+                    .into()
+            }
             Verdict::Verified { .. } => {
-                "regenerated from the recorded model, seed and settings: the same pixels".into()
+                "regenerated from the recorded model, seed and settings: the same pixels, and the \
+                 claims are signed"
+                    .into()
             }
         }
     }
@@ -120,7 +168,7 @@ impl Claimed {
     /// PNG, or whose claims are malformed, is an error that says which.
     pub fn read(png: &[u8]) -> Result<Option<Claimed>> {
         let mut decoder = png::Decoder::new(std::io::Cursor::new(png));
-        decoder.set_transformations(png::Transformations::normalize_to_color8());
+        decoder.set_transformations(png::Transformations::EXPAND);
         let mut reader = decoder.read_info().map_err(unreadable)?;
         let claims = claims_in(reader.info());
         let (width, height) = reader.info().size();
@@ -129,19 +177,27 @@ impl Claimed {
                 "it is {width}×{height}, larger than any image this engine draws ({MAX_SIDE} pixels a side at most)"
             )));
         }
+        let beyond_pixels = beyond_pixels(png, reader.info());
         let size = reader
             .output_buffer_size()
             .ok_or_else(|| bad("it is too large".into()))?;
         let mut buffer = vec![0; size];
         let frame = reader.next_frame(&mut buffer).map_err(unreadable)?;
-        // Gray, gray + alpha, RGB or RGBA, 8 bits a sample: the colour a viewer sees, alpha left out.
-        let rgb = buffer[..frame.buffer_size()]
-            .chunks_exact(frame.color_type.samples())
-            .flat_map(|p| match p.len() {
-                1 | 2 => [p[0]; 3],
-                _ => [p[0], p[1], p[2]],
+        // Gray, gray + alpha, RGB or RGBA after expansion; 16-bit samples are judged by their high byte
+        // (and refused above for their depth).
+        let bytes = frame.bit_depth as usize / 8;
+        let samples = frame.color_type.samples();
+        let pixels = buffer[..frame.buffer_size()].chunks_exact(samples * bytes);
+        let value = |p: &[u8], i: usize| p[i * bytes];
+        let rgb = pixels
+            .clone()
+            .flat_map(|p| match samples {
+                1 | 2 => [value(p, 0); 3],
+                _ => [value(p, 0), value(p, 1), value(p, 2)],
             })
             .collect();
+        let alpha =
+            matches!(samples, 2 | 4).then(|| pixels.map(|p| value(p, samples - 1)).collect());
         let Some(provenance) = claims? else {
             return Ok(None);
         };
@@ -150,7 +206,17 @@ impl Claimed {
             width,
             height,
             rgb,
+            alpha,
+            beyond_pixels,
+            signed: false,
         }))
+    }
+
+    /// The same claims, `signed` saying whether a valid signature binds them to the file (read as unsigned
+    /// until told).
+    pub fn signed(mut self, signed: bool) -> Self {
+        self.signed = signed;
+        self
     }
 
     /// The claims of `png` alone, read from its header without decoding a pixel (what the browser shows
@@ -162,10 +228,20 @@ impl Claimed {
         claims_in(reader.info())
     }
 
-    /// What `prompt` alone decides, before any model is loaded: a prompt that is not the recorded one, or an
-    /// edit. `None`: the image can be regenerated.
+    /// [`Verdict::BeyondPixels`] when the file shows a viewer more than the pixels compared: decided from
+    /// the file alone, before any prompt.
+    pub fn beyond_pixels(&self) -> Option<Verdict> {
+        (!self.beyond_pixels.is_empty()).then(|| Verdict::BeyondPixels {
+            what: self.beyond_pixels.clone(),
+        })
+    }
+
+    /// What the file and `prompt` alone decide, before any model is loaded: a file that shows more than
+    /// its pixels, a prompt that is not the recorded one, or an edit. `None`: the image can be regenerated.
     pub fn precheck(&self, prompt: &str) -> Option<Verdict> {
-        if sha256_hex(prompt.as_bytes()) != self.provenance.prompt_sha256 {
+        if let Some(verdict) = self.beyond_pixels() {
+            Some(verdict)
+        } else if self.provenance.text_sha256(prompt) != self.provenance.prompt_sha256 {
             Some(Verdict::WrongPrompt)
         } else if self.provenance.source_sha256.is_some() {
             Some(Verdict::Edit)
@@ -203,7 +279,7 @@ impl Claimed {
             None => prompt.to_string(),
             Some(hash) => {
                 let read = interpret::for_model(&model.config, prompt, Before::Nothing, None);
-                if sha256_hex(read.canonical.as_bytes()) != *hash {
+                if claims.text_sha256(&read.canonical) != *hash {
                     return Ok(Redraw::Decided(Verdict::TextNotRecovered));
                 }
                 read.canonical
@@ -213,24 +289,28 @@ impl Claimed {
         Ok(Redraw::Draw(Box::new(generation)))
     }
 
-    /// The verdict on `regenerated` (RGB bytes of the finished redraw): every pixel value within the tolerance.
+    /// The verdict on `regenerated` (RGB bytes of the finished redraw, which is opaque): every colour value
+    /// within the tolerance, and every pixel opaque within it.
     pub fn compare(&self, regenerated: &[u8]) -> Verdict {
+        let within = |d: u8| d <= REGENERATION_TOLERANCE;
         let diffs = self
             .rgb
             .iter()
             .zip(regenerated)
             .map(|(a, b)| a.abs_diff(*b));
         let (changed, worst) = diffs.fold((0, 0), |(changed, worst), d| {
-            (
-                changed + usize::from(d > REGENERATION_TOLERANCE),
-                worst.max(d),
-            )
+            (changed + usize::from(!within(d)), worst.max(d))
+        });
+        let not_opaque = self.alpha.as_ref().map_or(0, |alpha| {
+            alpha.iter().filter(|&&a| !within(255 - a)).count()
         });
         let values = self.rgb.len();
-        match changed {
-            0 => Verdict::Verified { values, worst },
+        match (changed + not_opaque, self.signed) {
+            (0, true) => Verdict::Verified { values, worst },
+            (0, false) => Verdict::Unsigned { values, worst },
             _ => Verdict::PixelsDiffer {
                 changed,
+                not_opaque,
                 values,
                 worst,
             },
@@ -257,6 +337,81 @@ fn unreadable(e: png::DecodingError) -> TesseraError {
     bad(format!("it is not a readable PNG image ({e})"))
 }
 
+/// Chunks that cannot change what a viewer sees of an opaque 8-bit picture (`tRNS` can, and the alpha it
+/// makes is compared; `caBX` holds the C2PA manifest; text chunks are counted for XMP apart).
+const CHUNKS_THAT_SHOW_NOTHING: [&[u8; 4]; 12] = [
+    b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"pHYs", b"tIME", b"sBIT", b"bKGD", b"tEXt",
+    b"zTXt", b"iTXt",
+];
+
+/// What in a PNG (`png`, whose header is `info`) changes what a viewer sees beyond one frame of 8-bit
+/// pixels, one phrase each. Every chunk of the file is listed from its bytes, so a chunk the decoder here
+/// skips (an unreadable colour profile, a kind it does not know) is named all the same.
+fn beyond_pixels(png: &[u8], info: &png::Info) -> Vec<String> {
+    let mut what = Vec::new();
+    if let Some(animation) = &info.animation_control {
+        what.push(format!(
+            "it is an animated PNG of {} frames, which a viewer plays",
+            animation.num_frames
+        ));
+    }
+    if info.bit_depth == png::BitDepth::Sixteen {
+        what.push("16 bits a sample, finer than the 8 compared".into());
+    }
+    let chunks = chunks(png);
+    let xmp = chunks
+        .iter()
+        .filter(|(kind, data)| {
+            [b"iTXt", b"tEXt", b"zTXt"].contains(kind)
+                && data.split(|&b| b == 0).next() == Some(b"XML:com.adobe.xmp")
+        })
+        .count();
+    if xmp > 1 {
+        what.push(format!(
+            "{xmp} XMP packets, where a reader may show another one's claims"
+        ));
+    }
+    let mut named: Vec<&[u8; 4]> = Vec::new();
+    for (kind, _) in &chunks {
+        let animation = [b"acTL", b"fcTL", b"fdAT"].contains(kind);
+        let harmless = CHUNKS_THAT_SHOW_NOTHING.contains(kind) || *kind == b"caBX";
+        if !animation && !harmless && !named.contains(kind) {
+            named.push(kind);
+        }
+    }
+    for kind in named {
+        let name = String::from_utf8_lossy(kind);
+        what.push(match kind {
+            b"gAMA" | b"cHRM" | b"sRGB" | b"iCCP" | b"cICP" | b"mDCV" | b"cLLI" => {
+                format!("a {name} chunk, which changes the colours a viewer shows")
+            }
+            b"eXIf" => format!("an {name} chunk, which may turn or flip the picture in a viewer"),
+            _ => format!("a {name} chunk, which a viewer may act on"),
+        });
+    }
+    what
+}
+
+/// The chunks of a PNG as (type, data), in file order up to `IEND`; a truncated chunk ends the list (the
+/// decoder has refused such a file before this is asked).
+fn chunks(png: &[u8]) -> Vec<(&[u8; 4], &[u8])> {
+    let mut found = Vec::new();
+    let mut rest = png.get(8..).unwrap_or_default();
+    while rest.len() >= 12 {
+        let len = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        let kind: &[u8; 4] = rest[4..8].try_into().expect("4 bytes");
+        let Some(data) = rest.get(8..8 + len) else {
+            break;
+        };
+        found.push((kind, data));
+        if kind == b"IEND" {
+            break;
+        }
+        rest = rest.get(12 + len..).unwrap_or_default();
+    }
+    found
+}
+
 /// The claims among a PNG's header chunks: `None` without an XMP packet, an error when it is malformed.
 fn claims_in(info: &png::Info) -> Result<Option<Provenance>> {
     xmp_in(info)
@@ -273,10 +428,18 @@ pub enum Redraw {
     Draw(Box<Generation>),
 }
 
-/// [`Claimed::read`] then [`Claimed::regenerate`]: `None` when `png` carries no claims to check.
-pub async fn verify(model: Arc<Model>, png: &[u8], prompt: &str) -> Result<Option<Verdict>> {
+/// [`Claimed::read`] then [`Claimed::regenerate`], `signed` saying whether the front door found a valid
+/// signature over the claims: `None` when `png` carries no claims to check.
+pub async fn verify(
+    model: Arc<Model>,
+    png: &[u8],
+    prompt: &str,
+    signed: bool,
+) -> Result<Option<Verdict>> {
     match Claimed::read(png)? {
-        Some(claimed) => Ok(Some(claimed.regenerate(model, prompt).await?)),
+        Some(claimed) => Ok(Some(
+            claimed.signed(signed).regenerate(model, prompt).await?,
+        )),
         None => Ok(None),
     }
 }
@@ -324,13 +487,23 @@ mod tests {
         let prompt = "a big red circle in the center";
         let png = drawn(&model, prompt, None);
         let check = |png: &[u8], prompt: &str, model: &Arc<Model>| {
-            pollster::block_on(verify(model.clone(), png, prompt))
+            pollster::block_on(verify(model.clone(), png, prompt, true))
                 .unwrap()
                 .unwrap()
         };
         let verdict = check(&png, prompt, &model);
         assert!(verdict.is_verified(), "{verdict:?}");
         assert_eq!(verdict.outcome(), "verified");
+        // The same pixels without a signature over the claims: never VERIFIED.
+        let unsigned = pollster::block_on(verify(model.clone(), &png, prompt, false))
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(unsigned, Verdict::Unsigned { worst: 0, .. }),
+            "{unsigned:?}"
+        );
+        assert_eq!(unsigned.outcome(), "unsigned");
+        assert!(unsigned.reason().contains("no signature binds the claims"));
         assert_eq!(
             check(&png, "a big blue circle", &model),
             Verdict::WrongPrompt
@@ -365,7 +538,8 @@ mod tests {
         let model = micro(1);
         let source = vec![3u32; model.config.image_tokens()];
         let edit = drawn(&model, "make it green", Some(&source));
-        let verdict = pollster::block_on(verify(model.clone(), &edit, "make it green")).unwrap();
+        let verdict =
+            pollster::block_on(verify(model.clone(), &edit, "make it green", true)).unwrap();
         assert_eq!(verdict, Some(Verdict::Edit));
 
         let plain = image::RgbImage::new(4, 4);
@@ -377,14 +551,213 @@ mod tests {
             )
             .unwrap();
         assert_eq!(
-            pollster::block_on(verify(model.clone(), &unmarked, "x")).unwrap(),
+            pollster::block_on(verify(model.clone(), &unmarked, "x", true)).unwrap(),
             None
         );
 
         let broken = &edit[..40];
-        let err = pollster::block_on(verify(model, broken, "x"))
+        let err = pollster::block_on(verify(model, broken, "x", true))
             .unwrap_err()
             .to_string();
         assert!(err.contains("is not a readable PNG"), "{err}");
+    }
+
+    /// `claimed`'s claims over `frames` (each `[height, width, samples]` of `color` at 8 bits, or 16 when
+    /// `wide`), with `before` chunks ahead of the pixels and `after` chunks behind them.
+    fn rewritten(
+        claimed: &Claimed,
+        color: png::ColorType,
+        wide: bool,
+        frames: &[Vec<u8>],
+        before: &[(&[u8; 4], Vec<u8>)],
+        after: &[(&[u8; 4], Vec<u8>)],
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut out, claimed.width, claimed.height);
+            enc.set_color(color);
+            enc.set_depth(if wide {
+                png::BitDepth::Sixteen
+            } else {
+                png::BitDepth::Eight
+            });
+            enc.add_itxt_chunk("XML:com.adobe.xmp".into(), claimed.provenance.xmp())
+                .unwrap();
+            if frames.len() > 1 {
+                enc.set_animated(frames.len() as u32, 0).unwrap();
+            }
+            let mut writer = enc.write_header().unwrap();
+            for (kind, data) in before {
+                writer
+                    .write_chunk(png::chunk::ChunkType(**kind), data)
+                    .unwrap();
+            }
+            for frame in frames {
+                writer.write_image_data(frame).unwrap();
+            }
+            for (kind, data) in after {
+                writer
+                    .write_chunk(png::chunk::ChunkType(**kind), data)
+                    .unwrap();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn what_a_viewer_sees_beyond_the_first_frame_colours_is_held_to_the_regeneration() {
+        let model = micro(1);
+        let prompt = "a big red circle in the center";
+        let png = drawn(&model, prompt, None);
+        let claimed = Claimed::read(&png).unwrap().unwrap();
+        let rgb = claimed.rgb.clone();
+        let verdict = |file: &[u8]| {
+            pollster::block_on(verify(model.clone(), file, prompt, true))
+                .unwrap()
+                .unwrap()
+        };
+        let beyond = |file: &[u8], needle: &str| {
+            let v = verdict(file);
+            assert_eq!(v.outcome(), "not-verified", "{v:?}");
+            assert!(v.reason().contains(needle), "{needle}: {}", v.reason());
+        };
+        let rgba = |alpha: &dyn Fn(usize) -> u8| -> Vec<u8> {
+            rgb.chunks(3)
+                .enumerate()
+                .flat_map(|(i, p)| [p[0], p[1], p[2], alpha(i)])
+                .collect()
+        };
+        let (rgb_type, rgba_type) = (png::ColorType::Rgb, png::ColorType::Rgba);
+
+        // Written again plainly, and with an alpha channel that is opaque everywhere: the same picture.
+        let plain = rewritten(
+            &claimed,
+            rgb_type,
+            false,
+            std::slice::from_ref(&rgb),
+            &[],
+            &[],
+        );
+        assert!(verdict(&plain).is_verified());
+        let opaque = rewritten(&claimed, rgba_type, false, &[rgba(&|_| 255)], &[], &[]);
+        assert!(verdict(&opaque).is_verified());
+
+        // An animated PNG whose first frame is the genuine picture.
+        let inverted: Vec<u8> = rgb.iter().map(|v| 255 - v).collect();
+        let animated = rewritten(
+            &claimed,
+            rgb_type,
+            false,
+            &[rgb.clone(), inverted],
+            &[],
+            &[],
+        );
+        assert_eq!(Claimed::read(&animated).unwrap().unwrap().rgb, rgb);
+        beyond(&animated, "it is an animated PNG of 2 frames");
+
+        // A shaped alpha channel: colours intact, a hole cut in the picture.
+        let holed = rewritten(
+            &claimed,
+            rgba_type,
+            false,
+            &[rgba(&|i| if i % 32 < 8 { 0 } else { 255 })],
+            &[],
+            &[],
+        );
+        let v = verdict(&holed);
+        assert!(
+            matches!(
+                v,
+                Verdict::PixelsDiffer {
+                    changed: 0,
+                    not_opaque: 256,
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
+        assert!(
+            v.reason()
+                .starts_with("256 pixels are transparent where the regeneration is opaque")
+        );
+        // A transparent colour (tRNS) does the same to every pixel of that colour.
+        let [r, g, b] = [rgb[0], rgb[1], rgb[2]];
+        let keyed = rewritten(
+            &claimed,
+            rgb_type,
+            false,
+            std::slice::from_ref(&rgb),
+            &[(b"tRNS", vec![0, r, 0, g, 0, b])],
+            &[],
+        );
+        assert!(matches!(
+            verdict(&keyed),
+            Verdict::PixelsDiffer { changed: 0, .. }
+        ));
+
+        // Colour chunks, an orientation, 16-bit samples and a second XMP packet behind the pixels.
+        let gamma = rewritten(
+            &claimed,
+            rgb_type,
+            false,
+            std::slice::from_ref(&rgb),
+            &[(b"gAMA", 100_000u32.to_be_bytes().to_vec())],
+            &[],
+        );
+        beyond(
+            &gamma,
+            "a gAMA chunk, which changes the colours a viewer shows",
+        );
+        // A profile this decoder cannot even inflate is named all the same.
+        let profile = rewritten(
+            &claimed,
+            rgb_type,
+            false,
+            std::slice::from_ref(&rgb),
+            &[(b"iCCP", b"p\0\0not deflate".to_vec())],
+            &[],
+        );
+        beyond(&profile, "a iCCP chunk, which changes the colours");
+        let exif = rewritten(
+            &claimed,
+            rgb_type,
+            false,
+            std::slice::from_ref(&rgb),
+            &[(b"eXIf", b"MM\0*\0\0\0\x08\0\0".to_vec())],
+            &[],
+        );
+        beyond(&exif, "an eXIf chunk, which may turn or flip the picture");
+        let unknown = rewritten(
+            &claimed,
+            rgb_type,
+            false,
+            std::slice::from_ref(&rgb),
+            &[(b"zzZz", vec![1])],
+            &[],
+        );
+        beyond(&unknown, "a zzZz chunk, which a viewer may act on");
+        let wide: Vec<u8> = rgb.iter().flat_map(|&v| [v, v]).collect();
+        let sixteen = rewritten(&claimed, rgb_type, true, &[wide], &[], &[]);
+        beyond(&sixteen, "16 bits a sample");
+        let second_xmp = [
+            b"XML:com.adobe.xmp\0\0\0\0\0".as_slice(),
+            claimed.provenance.xmp().as_bytes(),
+        ]
+        .concat();
+        let two_packets = rewritten(
+            &claimed,
+            rgb_type,
+            false,
+            std::slice::from_ref(&rgb),
+            &[],
+            &[(b"iTXt", second_xmp)],
+        );
+        beyond(&two_packets, "2 XMP packets");
+        // Decided from the file: no model is needed, whatever prompt is given.
+        let read = Claimed::read(&gamma).unwrap().unwrap();
+        assert!(matches!(
+            read.precheck("any prompt"),
+            Some(Verdict::BeyondPixels { .. })
+        ));
     }
 }

@@ -639,7 +639,8 @@ fn interpret_reads_a_message_and_generate_prompts_the_model_with_it() {
         r.stderr
     );
     let xmp = tessera::trust::provenance::read_xmp(&std::fs::read(&out).unwrap()).unwrap();
-    let sha = |t: &str| tessera::sha256_hex(t.as_bytes());
+    let claims = tessera::Provenance::from_xmp(&xmp).unwrap();
+    let sha = |t: &str| claims.text_sha256(t);
     assert!(xmp.contains(&format!("tessera:PromptSha256=\"{}\"", sha("a red circle"))));
     assert!(xmp.contains(&format!(
         "tessera:ModelTextSha256=\"{}\"",

@@ -6,10 +6,11 @@ use std::sync::OnceLock;
 
 use tessera::Provenance;
 use tessera::trust::provenance::{png_with_provenance, read_xmp};
+use tessera_cli::content_credentials::{LocalKey, sign_png};
 
 use super::{
-    c2patool, fails_with, temp_dir, tessera, tessera_with_key, tiny_model, with_chunks_from,
-    write_tiny_model,
+    c2patool, fails_with, png_chunks, temp_dir, tessera, tessera_with_key, tiny_model,
+    with_chunks_from, write_tiny_model,
 };
 
 const PROMPT: &str = "a red circle";
@@ -76,6 +77,23 @@ impl Made {
         forged.settings.seed = 6;
         forged
     }
+}
+
+/// `png` signed, claiming `claims`, by a key made in `dir` (not the tests' own key): what anyone can do to
+/// a file they made up.
+fn signed_elsewhere(dir: &Path, png: &[u8], claims: &Provenance) -> Vec<u8> {
+    let key = LocalKey::load_or_create(&dir.join("their-key")).unwrap();
+    sign_png(png, "theirs.png", claims, &key).unwrap()
+}
+
+/// `png` without its chunks of type `kind`.
+fn without_chunks(png: &[u8], kind: &[u8; 4]) -> Vec<u8> {
+    let kept = png_chunks(png).into_iter().filter(|(k, _)| k != kind);
+    png[..8]
+        .iter()
+        .copied()
+        .chain(kept.flat_map(|(_, b)| b.to_vec()))
+        .collect()
 }
 
 /// A file in `dir` holding `bytes`.
@@ -146,12 +164,132 @@ fn a_signature_from_another_key_is_named_as_such() {
     let elsewhere = tessera_with_key(&dir.join("another-key"), &["verify", made().image()]);
     assert!(
         elsewhere.ok
-            && elsewhere
-                .stdout
-                .contains("a key that is not this machine's"),
+            && elsewhere.stdout.contains(
+                "another key, not this machine's: the name above is whatever its maker wrote in it"
+            ),
         "{}",
         elsewhere.stdout
     );
+}
+
+/// A stripped signature leaves claims anyone could have written: the pixels regenerate, and still the
+/// verdict is not VERIFIED.
+#[test]
+fn claims_without_a_signature_are_shown_unsigned_never_verified() {
+    let (m, dir) = (made(), temp_dir("verify-unsigned"));
+    let stripped = write(&dir, "stripped.png", &without_chunks(&m.bytes, b"caBX"));
+    let r = tessera(&["verify", stripped.to_str().unwrap()]);
+    assert!(
+        r.ok && r.stdout.contains("signature: none") && r.stdout.contains("claims read (unsigned)"),
+        "{}",
+        r.stdout
+    );
+    refuses(
+        &stripped,
+        "not verified: regenerated from the recorded model, seed and settings: the same pixels, but no signature binds the claims to the file",
+    );
+}
+
+/// What a forger controls when they sign with their own key: the claims and everything in the file. The
+/// signature is valid, so the verdict rests on the claims matching the XMP and on what a viewer sees.
+#[test]
+fn a_valid_signature_over_other_claims_or_another_picture_is_refused() {
+    let (m, dir) = (made(), temp_dir("verify-resigned"));
+    let genuine = without_chunks(&m.bytes, b"caBX");
+    let resigned = write(
+        &dir,
+        "resigned.png",
+        &signed_elsewhere(&dir, &genuine, &m.claims),
+    );
+    let r = tessera(&[
+        "verify",
+        resigned.to_str().unwrap(),
+        "--prompt",
+        PROMPT,
+        "--model",
+        m.model(),
+    ]);
+    assert!(
+        r.ok && r.stdout.contains("another key") && r.stdout.contains("verdict: VERIFIED"),
+        "the same picture and claims signed by another key: {}{}",
+        r.stdout,
+        r.stderr
+    );
+    let other_claims = signed_elsewhere(&dir, &genuine, &m.forged());
+    refuses(
+        &write(&dir, "other-claims.png", &other_claims),
+        "not verified: the signed generation claims differ from the XMP claims in seed",
+    );
+
+    // The genuine picture as an animation's first frame, with a hole cut in it, or under a colour chunk.
+    let encode = |color: png::ColorType, frames: &[Vec<u8>], chunk: Option<(&[u8; 4], &[u8])>| {
+        let mut out = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut out, 128, 128);
+            enc.set_color(color);
+            enc.add_itxt_chunk("XML:com.adobe.xmp".into(), m.claims.xmp())
+                .unwrap();
+            if frames.len() > 1 {
+                enc.set_animated(frames.len() as u32, 0).unwrap();
+            }
+            let mut writer = enc.write_header().unwrap();
+            if let Some((kind, data)) = chunk {
+                writer
+                    .write_chunk(png::chunk::ChunkType(*kind), data)
+                    .unwrap();
+            }
+            for frame in frames {
+                writer.write_image_data(frame).unwrap();
+            }
+        }
+        signed_elsewhere(&dir, &out, &m.claims)
+    };
+    let rgb = png::ColorType::Rgb;
+    let blank = vec![255; m.rgb.len()];
+    let animated = encode(rgb, &[m.rgb.clone(), blank], None);
+    refuses(
+        &write(&dir, "animated.png", &animated),
+        "not verified: the file shows a viewer more than the pixels compared: it is an animated PNG of 2 frames",
+    );
+    let holed: Vec<u8> = m
+        .rgb
+        .chunks(3)
+        .enumerate()
+        .flat_map(|(i, p)| [p[0], p[1], p[2], if i % 128 < 64 { 0 } else { 255 }])
+        .collect();
+    refuses(
+        &write(
+            &dir,
+            "holed.png",
+            &encode(png::ColorType::Rgba, &[holed], None),
+        ),
+        "not verified: 8192 pixels are transparent where the regeneration is opaque",
+    );
+    let gamma = encode(
+        rgb,
+        std::slice::from_ref(&m.rgb),
+        Some((b"gAMA", &20_000u32.to_be_bytes())),
+    );
+    refuses(
+        &write(&dir, "gamma.png", &gamma),
+        "a gAMA chunk, which changes the colours a viewer shows",
+    );
+    let profile = encode(
+        rgb,
+        std::slice::from_ref(&m.rgb),
+        Some((b"iCCP", b"p\0\0profile")),
+    );
+    refuses(
+        &write(&dir, "profile.png", &profile),
+        "a iCCP chunk, which changes the colours a viewer shows",
+    );
+    for file in ["animated.png", "holed.png", "gamma.png"] {
+        let report = c2patool(&dir.join(file));
+        assert!(
+            report.contains("\"validation_state\": \"Valid\""),
+            "{file}: {report}"
+        );
+    }
 }
 
 #[test]
@@ -190,24 +328,6 @@ fn another_model_cannot_regenerate_it() {
 #[test]
 fn forged_claims_and_touched_pixels_fail_the_comparison() {
     let (m, dir) = (made(), temp_dir("verify-forged"));
-    let same = write(
-        &dir,
-        "same.png",
-        &png_with_provenance(&m.rgb, 128, 128, &m.claims),
-    );
-    let r = tessera(&[
-        "verify",
-        same.to_str().unwrap(),
-        "--prompt",
-        PROMPT,
-        "--model",
-        m.model(),
-    ]);
-    assert!(
-        r.ok && r.stdout.contains("verdict: VERIFIED"),
-        "{}",
-        r.stderr
-    );
     let forged = png_with_provenance(&m.rgb, 128, 128, &m.forged());
     refuses(
         &write(&dir, "forged.png", &forged),
