@@ -15,6 +15,7 @@ const SHELL_PREFIX = 'tessera-shell-';
 /** Everything the page needs to start, relative to this script. `pkg/build.js` changes with any of them. */
 const SHELL = [
   './', 'index.html', 'pkg/build.js', 'pkg/tessera.js', 'pkg/tessera_bg.wasm',
+  'pkg/credentials/tessera_credentials.js', 'pkg/credentials/tessera_credentials_bg.wasm', 'www/credentials.js',
   'www/app.js', 'www/engine.js', 'www/models.js', 'www/protocol.js', 'www/worker.js', 'www/widget.js', 'www/made-here.js', 'www/made-here-worker.js', 'www/db.js', 'www/conversations.js',
   'www/style.css', 'www/icon.svg', 'www/manifest.webmanifest',
 ].map((path) => new URL(path, self.location.href).href);

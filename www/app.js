@@ -234,7 +234,8 @@ function finish(m, how) {
   turn.png = new Blob([m.png], { type: 'image/png' });
   turn.marker.hidden = true;
   const s = m.stats;
-  turn.meta.textContent = `${how === 'done' ? 'done' : `stopped after ${s.tokens} tokens`} · ${(s.ms / 1000).toFixed(1)} s · ${s.tokensPerSec.toFixed(0)} tokens/s · first row ${s.firstRowMs == null ? '–' : `${s.firstRowMs.toFixed(0)} ms`} · ${s.backend}`;
+  const signing = s.signError ? `unsigned (${s.signError})` : `signed in ${s.signMs.toFixed(0)} ms`;
+  turn.meta.textContent = `${how === 'done' ? 'done' : `stopped after ${s.tokens} tokens`} · ${(s.ms / 1000).toFixed(1)} s · ${s.tokensPerSec.toFixed(0)} tokens/s · first row ${s.firstRowMs == null ? '–' : `${s.firstRowMs.toFixed(0)} ms`} · ${s.backend} · ${signing}`;
   turn.download.href = URL.createObjectURL(turn.png);
   turn.download.hidden = false;
   turn.regenerate.hidden = turn.kind === 'upload';
@@ -276,15 +277,17 @@ async function checkImage(file, prompt) {
   const lines = [];
   const bytes = await file.arrayBuffer();
   let claims = null;
+  let signature = null;
   try {
     // The engine reads the header first: an image over the pixel budget is refused before it is decoded.
-    claims = await engine.inspect(bytes.slice(0));
+    ({ claims, signature } = await engine.inspect(bytes.slice(0)));
   } catch (e) {
     return say([`${file.name}: ${e.message}.`], 'error');
   }
   lines.push(claims
-    ? `Claims: made by an AI model (IPTC trainedAlgorithmicMedia): ${claims.modelId} (weights sha256 ${claims.modelSha256.slice(0, 12)}…), seed ${claims.seed}, temperature ${claims.temperature}, top-p ${claims.topP}, guidance ${claims.guidance}${claims.sourceTokensSha256 ? `, keep ${claims.keep}` : ''}${claims.created ? `, made ${new Date(claims.created).toLocaleString()}` : ''}. Not signed.`
+    ? `Claims: made by an AI model (IPTC trainedAlgorithmicMedia): ${claims.modelId} (weights sha256 ${claims.modelSha256.slice(0, 12)}…), seed ${claims.seed}, temperature ${claims.temperature}, top-p ${claims.topP}, guidance ${claims.guidance}${claims.sourceTokensSha256 ? `, keep ${claims.keep}` : ''}${claims.created ? `, made ${new Date(claims.created).toLocaleString()}` : ''}.`
     : 'Claims: none (no provenance metadata: stripped, re-saved, or not made by Tessera).');
+  if (claims) lines.push(signatureLine(signature));
   let bitmap;
   try {
     bitmap = await createImageBitmap(new Blob([bytes], { type: file.type }));
@@ -334,6 +337,14 @@ async function regenerate(bytes, prompt) {
     unsigned: `${capitalized(verdict.reason)}. Not verified: unsigned.`,
   }[verdict.outcome] ?? `Regenerated: no, ${verdict.reason}.`;
   return { line, verdict: verdict.outcome };
+}
+
+/** What a PNG's C2PA signature says of its claims, in one line (see `readSignature` in credentials.js). */
+function signatureLine(signature) {
+  if (!signature) return 'Signature: none (no Content Credentials): the claims above are unsigned, and anyone could have written them.';
+  if (signature.problem) return `Signature: does not vouch for these claims: ${signature.problem}.`;
+  const whose = signature.thisBrowser ? "this browser's key" : "another key, not this browser's: its name is whatever its maker wrote in it";
+  return `Signature: Content Credentials signed by ${signature.signer} (${whose}; certificate sha256 ${signature.certificateSha256.slice(0, 12)}…)${signature.signedAt ? ` at ${new Date(signature.signedAt).toLocaleString()}` : ''}: valid, untrusted (a local key no trust list knows).`;
 }
 
 const capitalized = (text) => text.charAt(0).toUpperCase() + text.slice(1);

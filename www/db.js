@@ -4,13 +4,15 @@
 //   made-here       {id (auto), thumb, tokensSha256, modelId, prompt, at}: pictures this browser drew
 //   conversations   {id, title, created, updated, settings}: one per conversation
 //   turns           {conversation, seq, …}: a conversation's turns, keyed [conversation, seq]
+//   keys            {id: 'signing', privateKey (a non-extractable CryptoKey), chain, certificateSha256, created}
 
 const NAME = 'tessera';
-const VERSION = 2;
+const VERSION = 3;
 
 export const MADE_HERE = 'made-here';
 export const CONVERSATIONS = 'conversations';
 export const TURNS = 'turns';
+export const KEYS = 'keys';
 
 /** The space this site uses and may use, in bytes (`{usage, quota}`), where the browser says; else null. */
 export async function storageSpace() {
@@ -27,6 +29,7 @@ function open() {
       if (!db.objectStoreNames.contains(MADE_HERE)) db.createObjectStore(MADE_HERE, { keyPath: 'id', autoIncrement: true });
       if (!db.objectStoreNames.contains(CONVERSATIONS)) db.createObjectStore(CONVERSATIONS, { keyPath: 'id' });
       if (!db.objectStoreNames.contains(TURNS)) db.createObjectStore(TURNS, { keyPath: ['conversation', 'seq'] });
+      if (!db.objectStoreNames.contains(KEYS)) db.createObjectStore(KEYS, { keyPath: 'id' });
     };
     request.onsuccess = () => {
       // Another tab's newer version of the app may upgrade the database: this connection steps aside.

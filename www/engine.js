@@ -154,9 +154,12 @@ export class EngineClient {
     return reply.reading;
   }
 
-  /** An image's provenance claims (`null` when it has none); rejects with a named Error for an unreadable file. */
+  /**
+   * An image's provenance claims and what its signature says of them: `{claims, signature}`, each `null` when
+   * absent (`signature` as `readSignature` in credentials.js); rejects with a named Error for an unreadable file.
+   */
   inspect(bytes) {
-    return this.#ask({ type: ToWorker.INSPECT, bytes }, FromWorker.INSPECTED, [bytes]).then((m) => m.claims);
+    return this.#ask({ type: ToWorker.INSPECT, bytes }, FromWorker.INSPECTED, [bytes]).then((m) => ({ claims: m.claims, signature: m.signature }));
   }
 
   /**

@@ -3,6 +3,7 @@
 
 import { ToWorker, FromWorker } from './protocol.js';
 import { bindingProblem, fetchModel, parseSha256 } from './models.js';
+import { readSignature, sign } from './credentials.js';
 
 let wasm = null; // the wasm-bindgen module
 let engine = null;
@@ -196,15 +197,19 @@ async function generate({ id, prompt, typed, context, settings }) {
     for (;;) {
       await yieldToEvents();
       if (lost || crashed) break; // the page is replacing this worker
+      // Stopped or done, the picture so far is signed and sent.
+      const finish = async (type) => {
+        const made = { tokens: engine.tokens(), stats: stats() };
+        const { png, signing } = await signed(engine.png());
+        post({ type, id, png, ...made, stats: { ...made.stats, ...signing } }, [png.buffer]);
+      };
       if (current.cancelled) {
-        const png = engine.png();
-        post({ type: FromWorker.STOPPED, id, png, tokens: engine.tokens(), stats: stats() }, [png.buffer]);
+        await finish(FromWorker.STOPPED);
         break;
       }
       const step = await engine.step();
       if (step === null) {
-        const png = engine.png();
-        post({ type: FromWorker.DONE, id, png, tokens: engine.tokens(), stats: stats() }, [png.buffer]);
+        await finish(FromWorker.DONE);
         break;
       }
       tokens = step.index + 1;
@@ -224,12 +229,36 @@ async function generate({ id, prompt, typed, context, settings }) {
   }
 }
 
+/**
+ * The engine's PNG with this browser's signed Content Credentials: `{png, signing: {signMs}}`, or, where
+ * signing fails, the PNG with its XMP claims alone and `signing: {signError}` (the picture is never lost).
+ */
+async function signed(png) {
+  try {
+    const { png: signedPng, ms } = await sign(png, wasm.readProvenance(png));
+    return { png: signedPng, signing: { signMs: ms } };
+  } catch (e) {
+    return { png, signing: { signError: e.message ?? String(e) } };
+  }
+}
+
+/** What the file's signature says of its claims (see `readSignature`); a manifest that cannot be read says why. */
+async function signatureOf(image, claims) {
+  if (!claims) return null;
+  try {
+    return await readSignature(image, claims);
+  } catch (e) {
+    return { valid: false, problem: e.message ?? String(e) };
+  }
+}
+
 async function inspect({ id, bytes }) {
   try {
     await loadWasm();
     const image = new Uint8Array(bytes);
     const size = wasm.probeImage(image); // the pixel budget, before the page decodes it
-    post({ type: FromWorker.INSPECTED, id, size, claims: size.format === 'png' ? wasm.readProvenance(image) : null });
+    const claims = size.format === 'png' ? wasm.readProvenance(image) : null;
+    post({ type: FromWorker.INSPECTED, id, size, claims, signature: await signatureOf(image, claims) });
   } catch (e) {
     post({ type: FromWorker.INSPECTED, id, name: errorName(e, 'BadImage'), message: e.message ?? String(e) });
   }
@@ -245,7 +274,11 @@ async function verify({ id, bytes, prompt }) {
   if (current) return answer({ name: 'Busy', message: 'a generation is running' });
   current = { id, cancelled: false };
   try {
-    const decided = engine.startVerification(new Uint8Array(bytes), prompt);
+    const image = new Uint8Array(bytes);
+    const claims = wasm.readProvenance(image);
+    const signature = await signatureOf(image, claims);
+    // VERIFIED needs a valid signature over the very claims the XMP states.
+    const decided = engine.startVerification(image, prompt, Boolean(signature && signature.problem === null));
     if (decided !== undefined) return answer({ verdict: decided });
     for (;;) {
       await yieldToEvents();

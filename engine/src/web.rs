@@ -292,12 +292,19 @@ impl Engine {
     /// Begins checking a PNG's claims by redrawing it from `prompt` with this model (`trust::verify`). Returns
     /// the verdict when it is decided without drawing (`{outcome, reason}`; `null` for a file without claims),
     /// or `undefined`: then `step()` runs the redraw like any generation, and `finishVerification()` gives the
-    /// verdict. Throws `BadImage` for a file that is not a readable PNG.
+    /// verdict. `signed`: whether a valid signature binds the claims to the file (`www/credentials.js` reads
+    /// it); without one the same pixels are `unsigned`. Throws `BadImage` for a file that is not a readable PNG.
     #[wasm_bindgen(js_name = startVerification)]
-    pub fn start_verification(&self, png: &[u8], prompt: &str) -> Result<JsValue, JsValue> {
+    pub fn start_verification(
+        &self,
+        png: &[u8],
+        prompt: &str,
+        signed: bool,
+    ) -> Result<JsValue, JsValue> {
         let Some(claimed) = Claimed::read(png).map_err(js_error)? else {
             return Ok(JsValue::NULL);
         };
+        let claimed = claimed.signed(signed);
         let mut s = self.state.borrow_mut();
         match claimed.redraw(s.model.clone(), prompt).map_err(js_error)? {
             Redraw::Decided(verdict) => Ok(verdict_js(&verdict)),

@@ -4,10 +4,35 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { serverAndBrowser } from './browser.mjs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ROOT, assertValidUntrusted, serverAndBrowser, withoutChunks } from './browser.mjs';
 import { openPage, ready, send, finalState } from './page.mjs';
 
 const env = serverAndBrowser();
+
+/** The native CLI (`$TESSERA_CLI`, else the debug build), with a signing key of its own for these tests. */
+function tesseraCli(args) {
+  const key = mkdtempSync(join(tmpdir(), 'tessera-trust-key-'));
+  try {
+    return spawnSync(process.env.TESSERA_CLI ?? join(ROOT, 'target/debug/tessera'), args, {
+      encoding: 'utf8', env: { ...process.env, TESSERA_KEY_DIR: join(key, 'key') },
+    });
+  } finally {
+    rmSync(key, { recursive: true, force: true });
+  }
+}
+
+/** A file holding `bytes`, removed when the process exits. */
+function tempPng(bytes) {
+  const dir = mkdtempSync(join(tmpdir(), 'tessera-trust-'));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'image.png');
+  writeFileSync(file, Buffer.from(bytes));
+  return file;
+}
 const PROMPT = 'a big red circle in the center on a white background';
 
 /** Checks `bytes` (a file of `type`) with `prompt` and returns the result text and verdict. */
@@ -60,9 +85,21 @@ test('an image is checked: its claims, whether it was made here (JPEG, crop), an
   assert.match(proven.text, /Claims: made by an AI model \(IPTC trainedAlgorithmicMedia\): tessera-tiny .* seed 11/);
   assert.match(proven.text, /temperature 1, top-p 1, guidance 1\.5, made \S/, 'the defaults were used; the creation time is read back');
   assert.match(proven.text, /Made here: yes, .* from “a big red circle/);
-  // The page's pictures carry XMP claims without a signature: the same pixels, never VERIFIED.
-  assert.match(proven.text, /the same pixels, but no signature binds the claims to the file, so who made it and when is not proven\. Not verified: unsigned\./);
-  assert.equal(proven.verdict, 'unsigned');
+  assert.match(proven.text, /Signature: Content Credentials signed by Tessera image signer \(this browser\), issued by .*\(this browser's key; certificate sha256 [0-9a-f]{12}…\).*: valid, untrusted/);
+  assert.match(proven.text, /the same pixels, and the claims are signed\. Verified\./);
+  assert.equal(proven.verdict, 'verified');
+  assertValidUntrusted(assert, Buffer.from(files.png), 'a PNG downloaded from the app');
+  // The command line's verdict on the same file: the same verification, another key than its own.
+  const cli = tesseraCli(['verify', tempPng(files.png), '--prompt', PROMPT, '--model', join(ROOT, 'models/tessera-tiny')]);
+  assert.equal(cli.status, 0, cli.stderr);
+  assert.match(cli.stdout, /signed by Tessera image signer \(this browser\).*another key, not this machine's/);
+  assert.match(cli.stdout, /verdict: VERIFIED/);
+
+  // Without its manifest the claims are anyone's: the same pixels, never VERIFIED.
+  const stripped = await check(page, 'stripped.png', 'image/png', withoutChunks(Buffer.from(files.png), 'caBX'), PROMPT);
+  assert.match(stripped.text, /Signature: none/);
+  assert.match(stripped.text, /the same pixels, but no signature binds the claims to the file, so who made it and when is not proven\. Not verified: unsigned\./);
+  assert.equal(stripped.verdict, 'unsigned');
 
   const wrongPrompt = await check(page, 'tessera-1.png', 'image/png', files.png, 'a big blue circle in the center on a white background');
   assert.match(wrongPrompt.text, /not the one recorded/);
@@ -106,5 +143,39 @@ test('an image is checked: its claims, whether it was made here (JPEG, crop), an
   assert.equal(broken.verdict, 'error');
   assert.equal(await page.getByTestId('turn').count(), 1, 'checking never touches the conversation');
   assert.deepEqual(problems.offOrigin, []);
+  await context.close();
+});
+
+test("this browser's signing key: made once for two first uses at once, private, and kept", async () => {
+  const context = await env.browser.newContext();
+  const pages = await Promise.all([context.newPage(), context.newPage()]);
+  const url = `${env.server.url}/index.html?backend=cpu&model=models/tessera-micro/`;
+  // Two tabs sign their first picture at the same moment: one key is made, and both sign with it.
+  await Promise.all(pages.map((p) => p.goto(url)));
+  const signedBy = (page) => page.evaluate(async () => {
+    const { sign, readSignature } = await import('/www/credentials.js');
+    // Any PNG and claims: what is signed here is the key's use, not a picture's truth.
+    const c = new OffscreenCanvas(8, 8);
+    c.getContext('2d').fillRect(0, 0, 8, 8);
+    const plain = new Uint8Array(await (await c.convertToBlob({ type: 'image/png' })).arrayBuffer());
+    const claims = { modelId: 'm', seed: 1 };
+    const { png: signed } = await sign(plain, claims);
+    return (await readSignature(signed, claims));
+  });
+  const [a, b] = await Promise.all(pages.map(signedBy));
+  assert.equal(a.valid, true, JSON.stringify(a));
+  assert.equal(a.problem, null);
+  assert.equal(a.certificateSha256, b.certificateSha256, 'both tabs signed with one key');
+  assert.equal(a.thisBrowser && b.thisBrowser, true);
+  const stored = await pages[0].evaluate(async () => {
+    const { KEYS, transact } = await import('/www/db.js');
+    const keys = await transact([KEYS], 'readonly', (s) => s[KEYS].getAll());
+    return keys.map((k) => ({ extractable: k.privateKey.extractable, type: k.privateKey.type, usages: k.privateKey.usages, chain: k.chain.length }));
+  });
+  assert.deepEqual(stored, [{ extractable: false, type: 'private', usages: ['sign'], chain: 2 }], 'one key, which no script can read out');
+  // A later page of the same browser signs with the same key.
+  const later = await context.newPage();
+  await later.goto(url);
+  assert.equal((await signedBy(later)).certificateSha256, a.certificateSha256);
   await context.close();
 });

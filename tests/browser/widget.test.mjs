@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { serverAndBrowser } from './browser.mjs';
+import { assertValidUntrusted, serverAndBrowser } from './browser.mjs';
 
 const env = serverAndBrowser();
 
@@ -39,7 +39,7 @@ test('two widgets share one engine, fire their events in order and resolve to PN
     const blobs = await Promise.all([a.generate(), b.generate('a small blue star in the top left corner')]);
     return Promise.all(blobs.map(async (blob) => {
       const bytes = new Uint8Array(await blob.arrayBuffer());
-      return { type: blob.type, signature: [...bytes.subarray(0, 8)], text: new TextDecoder('latin1').decode(bytes) };
+      return { type: blob.type, signature: [...bytes.subarray(0, 8)], text: new TextDecoder('latin1').decode(bytes), bytes: [...bytes] };
     }));
   });
   for (const r of results) {
@@ -47,6 +47,7 @@ test('two widgets share one engine, fire their events in order and resolve to PN
     assert.deepEqual(r.signature, [137, 80, 78, 71, 13, 10, 26, 10]);
     assert.match(r.text, /trainedAlgorithmicMedia/);
     assert.match(r.text, /tessera-micro/);
+    assertValidUntrusted(assert, Buffer.from(r.bytes), 'a PNG from the widget');
   }
   for (const id of ['a', 'b']) {
     const ev = await eventsOf(page, id);

@@ -47,6 +47,12 @@ fn a_signed_png_validates_with_this_key() {
     };
     assert!(m.valid, "{:?}", m.failures);
     assert_eq!(m.digital_source_type.as_deref(), Some(DIGITAL_SOURCE_TYPE));
+    assert_eq!(
+        tessera_credentials::DIGITAL_SOURCE_TYPE,
+        DIGITAL_SOURCE_TYPE,
+        "the manifest and the XMP state one source type"
+    );
+    assert_eq!(m.problem_with(&claims.claims_json()), None);
     assert_eq!(m.certificate_sha256, Some(key.fingerprint()));
     assert!(m.signer.contains("Tessera image signer"), "{}", m.signer);
     // The image still decodes, with its XMP intact.

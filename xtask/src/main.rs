@@ -380,12 +380,43 @@ fn build_web(env: &[(&str, &str)]) -> Result<(), String> {
     ensure_rust_target("wasm32-unknown-unknown")?;
     let version = locked_wasm_bindgen()?;
     ensure_wasm_bindgen_cli(&version)?;
+    let pkg = root().join("pkg");
+    // The engine, then the Content Credentials module the page loads only to sign or check a picture (so
+    // the C2PA SDK adds nothing to the engine's download); `-Os` for that one, which is small work per image.
+    let mut used = wasm_module("tessera", &pkg, "-O2", env)?;
+    used.extend(wasm_module(
+        "tessera-credentials",
+        &pkg.join("credentials"),
+        "-Os",
+        env,
+    )?);
+    // Host units (proc macros, build scripts) of this profile, then the wasm32 ones.
+    prune_target("web", &used)?;
+    prune_target("wasm32-unknown-unknown/web", &used)?;
+    write_build_stamp(&pkg)?;
+    for module in ["tessera_bg.wasm", "credentials/tessera_credentials_bg.wasm"] {
+        let size = std::fs::metadata(pkg.join(module))
+            .map_err(|e| e.to_string())?
+            .len();
+        eprintln!("pkg/{module} is {:.1} MB", size as f64 / 1e6);
+    }
+    Ok(())
+}
+
+/// Builds the crate `package` as a wasm32 cdylib and writes its wasm-bindgen module into `out` (then
+/// `wasm-opt` at `level`, when it is on the PATH). Returns the build units it used.
+fn wasm_module(
+    package: &str,
+    out: &Path,
+    level: &str,
+    env: &[(&str, &str)],
+) -> Result<Used, String> {
     // A cdylib only for this build, so native builds do not link one.
     let used = cargo_build(
         &[
             "rustc",
             "-p",
-            "tessera",
+            package,
             "--lib",
             "--profile",
             "web",
@@ -396,11 +427,8 @@ fn build_web(env: &[(&str, &str)]) -> Result<(), String> {
         ],
         env,
     )?;
-    // Host units (proc macros, build scripts) of this profile, then the wasm32 ones.
-    prune_target("web", &used)?;
-    prune_target("wasm32-unknown-unknown/web", &used)?;
-    let wasm = target_dir().join("wasm32-unknown-unknown/web/tessera.wasm");
-    let pkg = root().join("pkg");
+    let name = package.replace('-', "_");
+    let wasm = target_dir().join(format!("wasm32-unknown-unknown/web/{name}.wasm"));
     let wasm = wasm.to_str().ok_or("a UTF-8 target path")?;
     run(
         "wasm-bindgen",
@@ -409,17 +437,17 @@ fn build_web(env: &[(&str, &str)]) -> Result<(), String> {
             "web",
             "--no-typescript",
             "--out-dir",
-            pkg.to_str().ok_or("a UTF-8 path")?,
+            out.to_str().ok_or("a UTF-8 path")?,
             wasm,
         ],
     )?;
-    let bg = pkg.join("tessera_bg.wasm");
     if succeeds("wasm-opt", &["--version"]) {
+        let bg = out.join(format!("{name}_bg.wasm"));
         let bg = bg.to_str().ok_or("a UTF-8 path")?;
         run(
             "wasm-opt",
             &[
-                "-O2",
+                level,
                 "--enable-bulk-memory",
                 "--enable-nontrapping-float-to-int",
                 "--enable-simd",
@@ -429,13 +457,7 @@ fn build_web(env: &[(&str, &str)]) -> Result<(), String> {
             ],
         )?;
     }
-    write_build_stamp(&pkg)?;
-    let size = std::fs::metadata(&bg).map_err(|e| e.to_string())?.len();
-    eprintln!(
-        "\npkg/ ready: tessera_bg.wasm is {:.1} MB",
-        size as f64 / 1e6
-    );
-    Ok(())
+    Ok(used)
 }
 
 /// `pkg/build.js`: the app's version (the `tessera` crate's) and a digest of every file the service worker
@@ -455,7 +477,7 @@ fn write_build_stamp(pkg: &Path) -> Result<(), String> {
         pkg.join("tessera.js"),
         pkg.join("tessera_bg.wasm"),
     ];
-    let mut dirs = vec![root().join("www")];
+    let mut dirs = vec![root().join("www"), pkg.join("credentials")];
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).map_err(|e| e.to_string())? {
             let path = entry.map_err(|e| e.to_string())?.path();
