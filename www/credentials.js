@@ -35,7 +35,13 @@ async function browserKey() {
     const c = await credentials();
     const chain = c.issueCertificates(publicPoint, new Date().getUTCFullYear());
     const fresh = { id: KEY_ID, privateKey: pair.privateKey, chain, certificateSha256: c.certificateSha256(chain[0]), created: Date.now() };
-    await transact([KEYS], 'readwrite', (s) => s[KEYS].add(fresh));
+    try {
+      await transact([KEYS], 'readwrite', (s) => s[KEYS].add(fresh));
+    } catch (e) {
+      // A key that cannot be kept would make every picture's signer a stranger to the next: none is used.
+      const why = e.name === 'QuotaExceededError' ? "the browser's storage for this site is full" : `${e.name}: ${e.message}`;
+      throw Object.assign(new Error(`this browser's signing key could not be kept (${why})`), { name: 'KeyNotKept' });
+    }
     return fresh;
   });
 }

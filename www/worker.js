@@ -238,7 +238,7 @@ async function signed(png) {
     const { png: signedPng, ms } = await sign(png, wasm.readProvenance(png));
     return { png: signedPng, signing: { signMs: ms } };
   } catch (e) {
-    return { png, signing: { signError: e.message ?? String(e) } };
+    return { png, signing: { signError: e.message || e.name || String(e) } };
   }
 }
 

@@ -143,6 +143,8 @@ test('a storage quota too small to keep anything is told, and the conversation g
   assert.match(loaded, /storage is full: the model needs \d+\.\d MB; this site uses [\d.]+ MB of the [\d.]+ MB the browser allows/);
   await send(page, PROMPT);
   assert.equal(await finalState(page, 0), 'done');
+  // Nor can this browser's signing key be kept: the picture is drawn and given with its XMP claims, unsigned.
+  assert.match(await turns(page).nth(0).locator('.meta').textContent(), /unsigned: this browser's signing key could not be kept \(the browser's storage for this site is full\)/);
   await statusMatching(page, 'warn', /The conversation could not be saved in this browser: .*delete earlier conversations/);
   assert.equal(await turns(page).count(), 1, 'the picture stays on the page');
   await context.close();

@@ -150,12 +150,16 @@ fn test() -> Result<(), String> {
     // and lints the wasm-only front door.
     build_web(&CLIPPY)?;
     run("npm", &["ci", "--no-audit", "--no-fund"])?;
-    // The browser tests compare the browser's image with the native CLI's.
+    // The browser tests compare the browser's image with the native CLI's, and have the C2PA reference tool
+    // read the PNGs the app and the widget sign.
     let cli = target_dir().join("debug/tessera");
     run_with(
         "node",
         &["--test", "--test-concurrency=1", "tests/browser/"],
-        &[("TESSERA_CLI", cli.to_str().ok_or("a UTF-8 target path")?)],
+        &[
+            ("TESSERA_CLI", cli.to_str().ok_or("a UTF-8 target path")?),
+            ("C2PATOOL", c2patool),
+        ],
     )?;
     eprintln!("\nall checks passed");
     Ok(())
