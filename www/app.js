@@ -4,7 +4,7 @@
 // (`www/conversations.js`), so a reload, a crash or an update brings the conversation back.
 
 import { ToWorker, FromWorker, advice } from './protocol.js';
-import { DEFAULT_MODEL, EngineClient, modelFolder } from './engine.js';
+import { DEFAULT_MODEL, EngineClient, modelFolder, originProblem } from './engine.js';
 import { cachedModels, forgetModel } from './models.js';
 import { ENTRY_BYTES, MADE_HERE, MAX_REMEMBERED, closest, forgetAll, prepareMatching, remember, rememberedCount, thumbnail } from './made-here.js';
 import { deleteConversation, listConversations, loadTurns, newConversation, saveConversation, saveTurn } from './conversations.js';
@@ -26,7 +26,10 @@ const MAX_UPLOAD_BYTES = 64 * 1024 * 1024;
 const SAMPLING_FIELDS = { temperature: 'temperature', topK: 'top-k', topP: 'top-p', guidance: 'guidance', keep: 'keep' };
 
 const params = new URLSearchParams(location.search);
-const modelUrl = params.has('model') ? modelFolder(params.get('model'), location.href) : DEFAULT_MODEL;
+const askedModel = params.has('model') ? modelFolder(params.get('model'), location.href) : null;
+/** Why `?model=` was not loaded (another site's folder), said once the bundled model is ready. */
+const askedProblem = askedModel && originProblem(askedModel);
+const modelUrl = askedModel && !askedProblem ? askedModel : DEFAULT_MODEL;
 const preferGpu = params.get('backend') !== 'cpu';
 
 const state = {
@@ -84,7 +87,8 @@ const handlers = {
     const what = restarted ? `Restarted after ${restarted}` : replaced ? 'New model loaded' : 'Ready';
     const stale = info.source.stale ? ` The server's copy could not be checked or downloaded (${info.source.stale}); this is the copy cached earlier.` : '';
     const uncached = cacheProblem ? ` It could not be kept for offline use: ${cacheProblem}.` : '';
-    setStatus(`${what}: ${info.modelId}, ${(info.parameters / 1e6).toFixed(1)} M parameters, running ${where}.${untrained}${stale}${uncached}`, stale || uncached ? 'warn' : 'ready');
+    const refused = askedProblem && !replaced ? ` ?model= was not loaded: ${askedProblem}; the bundled model runs instead.` : '';
+    setStatus(`${what}: ${info.modelId}, ${(info.parameters / 1e6).toFixed(1)} M parameters, running ${where}.${untrained}${stale}${uncached}${refused}`, stale || uncached || refused ? 'warn' : 'ready');
     showModel(info);
     for (const [setting, field] of Object.entries(SAMPLING_FIELDS)) {
       if (setting in info.defaults) $(field).placeholder = String(info.defaults[setting]);
@@ -234,7 +238,7 @@ function finish(m, how) {
   turn.png = new Blob([m.png], { type: 'image/png' });
   turn.marker.hidden = true;
   const s = m.stats;
-  const signing = s.signError ? `unsigned (${s.signError})` : `signed in ${s.signMs.toFixed(0)} ms`;
+  const signing = s.signMs == null ? `unsigned: ${s.signError}` : `signed in ${s.signMs.toFixed(0)} ms`;
   turn.meta.textContent = `${how === 'done' ? 'done' : `stopped after ${s.tokens} tokens`} · ${(s.ms / 1000).toFixed(1)} s · ${s.tokensPerSec.toFixed(0)} tokens/s · first row ${s.firstRowMs == null ? '–' : `${s.firstRowMs.toFixed(0)} ms`} · ${s.backend} · ${signing}`;
   turn.download.href = URL.createObjectURL(turn.png);
   turn.download.hidden = false;

@@ -21,6 +21,24 @@ export function modelFolder(address, base) {
   return href.endsWith('/') ? href : `${href}/`;
 }
 
+/**
+ * Why this page cannot run the engine of `workerUrl` on the model folder `modelUrl`, or `null`: browsers start
+ * workers only from the page's own site, and models are read from the page's own site only (a model from
+ * elsewhere would run whatever another site serves, and its weights would leave that site's logs a trail).
+ */
+export function originProblem(modelUrl, workerUrl = new URL('./worker.js', import.meta.url).href) {
+  const here = location.origin;
+  const engineOrigin = new URL(workerUrl).origin;
+  if (engineOrigin !== here) {
+    return `the engine is served from ${engineOrigin}, another site than this page's (${here}), and a browser starts an engine worker only from the page's own site: serve Tessera's files (www/, pkg/, models/) from ${here}`;
+  }
+  const modelOrigin = new URL(modelUrl).origin;
+  if (modelOrigin !== here) {
+    return `the model ${modelUrl} is on another site (${modelOrigin}), and models are read from this page's site (${here}) only: copy the model's folder to ${here}`;
+  }
+  return null;
+}
+
 export class EngineClient {
   #worker = null;
   #listeners = new Set();
@@ -42,6 +60,11 @@ export class EngineClient {
     this.backend = null;
     this.loadError = null;
     this.#preferGpu = preferGpu;
+    const problem = originProblem(modelUrl);
+    if (problem) {
+      this.loadError = named('OtherOrigin', problem);
+      return;
+    }
     this.#start(preferGpu);
   }
 

@@ -1,6 +1,8 @@
 // The one static file server of the project: `cargo xtask serve` runs it (`node xtask/static-server.mjs
 // --port P`), and the browser tests and benchmarks import `serveRoot`. It serves the repository root on
 // 127.0.0.1 (a secure context, as WebGPU needs): GET and HEAD, no directory listings, nothing outside the root.
+// Every response carries the app's Content Security Policy as a header: a `<meta>` policy binds only its own
+// document, while a header binds each worker to what its own script's response says.
 
 import { createServer } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
@@ -18,11 +20,30 @@ const TYPES = {
 const typeOf = (path) => TYPES[extname(path)] ?? 'application/octet-stream';
 
 /**
+ * The app's policy (index.html states the same in a `<meta>` for servers that send no header): its own files
+ * only, wasm compiled from them, pictures from blobs, and no connection to another site, workers included.
+ */
+export const CSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; worker-src 'self'; object-src 'none'; base-uri 'none'";
+
+/**
+ * The headers of every response. The widget's scripts (`/www/`) may be loaded by pages of other sites, so they
+ * can say there that they cannot run there (`tessera-error`) rather than fail unseen.
+ */
+function headersFor(path, type, length) {
+  // Every file may change between two loads (a rebuild): the browser asks again each time.
+  const headers = { 'Content-Security-Policy': CSP, 'Cache-Control': 'no-cache', 'X-Content-Type-Options': 'nosniff' };
+  if (type) Object.assign(headers, { 'Content-Type': type, 'Content-Length': length });
+  if (path.startsWith('/www/')) headers['Access-Control-Allow-Origin'] = '*';
+  return headers;
+}
+
+/**
  * Serves the repository root on `port` (0: any free one); resolves once it listens, with `server.url` set.
  * `server.hits` lists every path asked for, in order; `server.override(path, body)` serves `body` (bytes or a
  * string) at `path` instead of the file (a later app version, a broken model); with `{announce: n}` it
- * announces n bytes, sends `body` and drops the connection (a cut-off download); `server.restore(path)` serves
- * the file again.
+ * announces n bytes, sends `body` and drops the connection (a cut-off download); with `{policy}` it sends that
+ * Content Security Policy instead of the app's (a page of another site); `server.restore(path)` serves the file
+ * again.
  */
 export function serveRoot({ port = 0 } = {}) {
   const overrides = new Map();
@@ -30,12 +51,13 @@ export function serveRoot({ port = 0 } = {}) {
   const server = createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
     hits.push(path);
-    if (!['GET', 'HEAD'].includes(req.method)) return res.writeHead(405).end();
-    // Every file may change between two loads (a rebuild): the browser asks again each time.
-    const headers = (type, length) => ({ 'Content-Type': type, 'Content-Length': length, 'Cache-Control': 'no-cache' });
+    if (!['GET', 'HEAD'].includes(req.method)) return res.writeHead(405, headersFor(path)).end();
+    const headers = (type, length) => headersFor(path, type, length);
     if (overrides.has(path)) {
-      const { body, announce } = overrides.get(path);
-      res.writeHead(200, headers(typeOf(path), announce ?? body.length));
+      const { body, announce, policy } = overrides.get(path);
+      const own = headers(typeOf(path), announce ?? body.length);
+      if (policy !== undefined) own['Content-Security-Policy'] = policy;
+      res.writeHead(200, own);
       if (announce) res.write(body, () => res.socket.destroy());
       else res.end(req.method === 'HEAD' ? undefined : body);
       return undefined;
@@ -47,12 +69,12 @@ export function serveRoot({ port = 0 } = {}) {
       res.writeHead(200, headers(typeOf(file), body.length));
       res.end(req.method === 'HEAD' ? undefined : body);
     } catch {
-      res.writeHead(404).end();
+      res.writeHead(404, headersFor(path)).end();
     }
     return undefined;
   });
   server.hits = hits;
-  server.override = (path, body, { announce } = {}) => overrides.set(path, { body: Buffer.from(body), announce });
+  server.override = (path, body, { announce, policy } = {}) => overrides.set(path, { body: Buffer.from(body), announce, policy });
   server.restore = (path) => overrides.delete(path);
   return new Promise((done, fail) => {
     server.once('error', fail);
