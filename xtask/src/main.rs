@@ -447,19 +447,38 @@ fn wasm_module(
     )?;
     if succeeds("wasm-opt", &["--version"]) {
         let bg = out.join(format!("{name}_bg.wasm"));
-        let bg = bg.to_str().ok_or("a UTF-8 path")?;
-        run(
-            "wasm-opt",
-            &[
-                level,
-                "--enable-bulk-memory",
-                "--enable-nontrapping-float-to-int",
-                "--enable-simd",
-                bg,
-                "-o",
-                bg,
-            ],
-        )?;
+        let optimised = out.join(format!("{name}_bg.opt.wasm"));
+        let (bg_s, optimised_s) = (
+            bg.to_str().ok_or("a UTF-8 path")?,
+            optimised.to_str().ok_or("a UTF-8 path")?,
+        );
+        let args = [
+            level,
+            "--enable-bulk-memory",
+            "--enable-nontrapping-float-to-int",
+            "--enable-simd",
+            bg_s,
+            "-o",
+            optimised_s,
+        ];
+        echo("wasm-opt", &args, &[]);
+        // A wasm-opt older than the features this rustc emits refuses the module (Debian 12's binaryen 108
+        // does): the module is then kept as wasm-bindgen wrote it, never half-written.
+        let status = Command::new("wasm-opt")
+            .args(args)
+            .current_dir(root())
+            .status();
+        match status {
+            Ok(s) if s.success() => {
+                std::fs::rename(&optimised, &bg).map_err(|e| format!("{}: {e}", bg.display()))?
+            }
+            _ => {
+                let _ = std::fs::remove_file(&optimised);
+                eprintln!(
+                    "wasm-opt could not optimise {bg_s} (too old for this module?): kept unoptimised"
+                );
+            }
+        }
     }
     Ok(used)
 }
