@@ -194,15 +194,15 @@ async function generate({ id, prompt, typed, context, settings }) {
       const ms = performance.now() - start;
       return { ms, firstRowMs, tokens, tokensPerSec: tokens / (ms / 1000), backend: engine.backend };
     };
+    // Stopped or done, the picture so far is signed and sent.
+    const finish = async (type) => {
+      const made = { tokens: engine.tokens(), stats: stats() };
+      const { png, signing } = await signed(engine.png());
+      post({ type, id, png, ...made, stats: { ...made.stats, ...signing } }, [png.buffer]);
+    };
     for (;;) {
       await yieldToEvents();
       if (lost || crashed) break; // the page is replacing this worker
-      // Stopped or done, the picture so far is signed and sent.
-      const finish = async (type) => {
-        const made = { tokens: engine.tokens(), stats: stats() };
-        const { png, signing } = await signed(engine.png());
-        post({ type, id, png, ...made, stats: { ...made.stats, ...signing } }, [png.buffer]);
-      };
       if (current.cancelled) {
         await finish(FromWorker.STOPPED);
         break;

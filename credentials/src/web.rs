@@ -38,8 +38,7 @@ pub async fn sign_png(
     chain: Array,
     sign: Function,
 ) -> Result<Uint8Array, JsValue> {
-    let claims: serde_json::Value = serde_json::from_str(&claims_json)
-        .map_err(|e| JsValue::from_str(&format!("the claims are not JSON: {e}")))?;
+    let claims = claims_from(&claims_json)?;
     let signer = WebSigner {
         chain: chain.iter().map(|c| Uint8Array::new(&c).to_vec()).collect(),
         sign,
@@ -59,8 +58,7 @@ pub async fn sign_png(
 /// cannot be parsed.
 #[wasm_bindgen(js_name = readCredentials)]
 pub async fn read_credentials(png: Vec<u8>, claims_json: String) -> Result<String, JsValue> {
-    let claims: serde_json::Value = serde_json::from_str(&claims_json)
-        .map_err(|e| JsValue::from_str(&format!("the claims are not JSON: {e}")))?;
+    let claims = claims_from(&claims_json)?;
     let manifest = match crate::read_async(&png)
         .await
         .map_err(|e| JsValue::from_str(&e))?
@@ -78,6 +76,12 @@ pub async fn read_credentials(png: Vec<u8>, claims_json: String) -> Result<Strin
         "problem": manifest.problem_with(&claims),
     })
     .to_string())
+}
+
+/// The generation claims the page passes as JSON text (the engine's `readProvenance` of the file).
+fn claims_from(json: &str) -> Result<serde_json::Value, JsValue> {
+    serde_json::from_str(json)
+        .map_err(|e| JsValue::from_str(&format!("the claims are not JSON: {e}")))
 }
 
 /// sha256 of a certificate's DER, hex: what `readCredentials` names a signer by.

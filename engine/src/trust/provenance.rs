@@ -9,6 +9,9 @@
 use crate::generation::sampler::Settings;
 use crate::model::sha256_hex;
 
+/// The keyword of the `iTXt` chunk that holds a PNG's XMP packet.
+pub const XMP_KEYWORD: &str = "XML:com.adobe.xmp";
+
 pub const DIGITAL_SOURCE_TYPE: &str =
     "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia";
 
@@ -247,7 +250,7 @@ pub fn png_with_provenance(
         let mut enc = png::Encoder::new(&mut out, width, height);
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
-        enc.add_itxt_chunk("XML:com.adobe.xmp".into(), provenance.xmp())
+        enc.add_itxt_chunk(XMP_KEYWORD.into(), provenance.xmp())
             .expect("a valid iTXt keyword");
         let mut writer = enc.write_header().expect("writing to memory cannot fail");
         writer
@@ -267,7 +270,7 @@ pub fn read_xmp(png_bytes: &[u8]) -> Option<String> {
 pub fn xmp_in(info: &png::Info) -> Option<String> {
     info.utf8_text
         .iter()
-        .find(|t| t.keyword == "XML:com.adobe.xmp")
+        .find(|t| t.keyword == XMP_KEYWORD)
         .and_then(|t| t.get_text().ok())
 }
 

@@ -13,7 +13,7 @@ use crate::error::{Result, TesseraError};
 use crate::generation::Generation;
 use crate::interpret::{self, Before};
 use crate::model::Model;
-use crate::trust::provenance::{Provenance, xmp_in};
+use crate::trust::provenance::{Provenance, XMP_KEYWORD, xmp_in};
 
 /// Largest per-value difference between an image and its regeneration that still counts as the same image:
 /// float sums may round differently on another machine (thread count, SIMD width, a GPU), so an image made
@@ -339,9 +339,9 @@ fn unreadable(e: png::DecodingError) -> TesseraError {
 
 /// Chunks that cannot change what a viewer sees of an opaque 8-bit picture (`tRNS` can, and the alpha it
 /// makes is compared; `caBX` holds the C2PA manifest; text chunks are counted for XMP apart).
-const CHUNKS_THAT_SHOW_NOTHING: [&[u8; 4]; 12] = [
+const CHUNKS_THAT_SHOW_NOTHING: [&[u8; 4]; 13] = [
     b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"pHYs", b"tIME", b"sBIT", b"bKGD", b"tEXt",
-    b"zTXt", b"iTXt",
+    b"zTXt", b"iTXt", b"caBX",
 ];
 
 /// What in a PNG (`png`, whose header is `info`) changes what a viewer sees beyond one frame of 8-bit
@@ -363,7 +363,7 @@ fn beyond_pixels(png: &[u8], info: &png::Info) -> Vec<String> {
         .iter()
         .filter(|(kind, data)| {
             [b"iTXt", b"tEXt", b"zTXt"].contains(kind)
-                && data.split(|&b| b == 0).next() == Some(b"XML:com.adobe.xmp")
+                && data.split(|&b| b == 0).next() == Some(XMP_KEYWORD.as_bytes())
         })
         .count();
     if xmp > 1 {
@@ -374,8 +374,7 @@ fn beyond_pixels(png: &[u8], info: &png::Info) -> Vec<String> {
     let mut named: Vec<&[u8; 4]> = Vec::new();
     for (kind, _) in &chunks {
         let animation = [b"acTL", b"fcTL", b"fdAT"].contains(kind);
-        let harmless = CHUNKS_THAT_SHOW_NOTHING.contains(kind) || *kind == b"caBX";
-        if !animation && !harmless && !named.contains(kind) {
+        if !animation && !CHUNKS_THAT_SHOW_NOTHING.contains(kind) && !named.contains(kind) {
             named.push(kind);
         }
     }
@@ -581,7 +580,7 @@ mod tests {
             } else {
                 png::BitDepth::Eight
             });
-            enc.add_itxt_chunk("XML:com.adobe.xmp".into(), claimed.provenance.xmp())
+            enc.add_itxt_chunk(XMP_KEYWORD.into(), claimed.provenance.xmp())
                 .unwrap();
             if frames.len() > 1 {
                 enc.set_animated(frames.len() as u32, 0).unwrap();
@@ -680,67 +679,44 @@ mod tests {
             v.reason()
                 .starts_with("256 pixels are transparent where the regeneration is opaque")
         );
+        // The genuine RGB picture with one more chunk ahead of its pixels.
+        let with_chunk = |kind: &[u8; 4], data: &[u8]| {
+            rewritten(
+                &claimed,
+                rgb_type,
+                false,
+                std::slice::from_ref(&rgb),
+                &[(kind, data.to_vec())],
+                &[],
+            )
+        };
         // A transparent colour (tRNS) does the same to every pixel of that colour.
         let [r, g, b] = [rgb[0], rgb[1], rgb[2]];
-        let keyed = rewritten(
-            &claimed,
-            rgb_type,
-            false,
-            std::slice::from_ref(&rgb),
-            &[(b"tRNS", vec![0, r, 0, g, 0, b])],
-            &[],
-        );
+        let keyed = with_chunk(b"tRNS", &[0, r, 0, g, 0, b]);
         assert!(matches!(
             verdict(&keyed),
             Verdict::PixelsDiffer { changed: 0, .. }
         ));
 
         // Colour chunks, an orientation, 16-bit samples and a second XMP packet behind the pixels.
-        let gamma = rewritten(
-            &claimed,
-            rgb_type,
-            false,
-            std::slice::from_ref(&rgb),
-            &[(b"gAMA", 100_000u32.to_be_bytes().to_vec())],
-            &[],
-        );
+        let gamma = with_chunk(b"gAMA", &100_000u32.to_be_bytes());
         beyond(
             &gamma,
             "a gAMA chunk, which changes the colours a viewer shows",
         );
         // A profile this decoder cannot even inflate is named all the same.
-        let profile = rewritten(
-            &claimed,
-            rgb_type,
-            false,
-            std::slice::from_ref(&rgb),
-            &[(b"iCCP", b"p\0\0not deflate".to_vec())],
-            &[],
-        );
+        let profile = with_chunk(b"iCCP", b"p\0\0not deflate");
         beyond(&profile, "a iCCP chunk, which changes the colours");
-        let exif = rewritten(
-            &claimed,
-            rgb_type,
-            false,
-            std::slice::from_ref(&rgb),
-            &[(b"eXIf", b"MM\0*\0\0\0\x08\0\0".to_vec())],
-            &[],
-        );
+        let exif = with_chunk(b"eXIf", b"MM\0*\0\0\0\x08\0\0");
         beyond(&exif, "an eXIf chunk, which may turn or flip the picture");
-        let unknown = rewritten(
-            &claimed,
-            rgb_type,
-            false,
-            std::slice::from_ref(&rgb),
-            &[(b"zzZz", vec![1])],
-            &[],
-        );
+        let unknown = with_chunk(b"zzZz", &[1]);
         beyond(&unknown, "a zzZz chunk, which a viewer may act on");
         let wide: Vec<u8> = rgb.iter().flat_map(|&v| [v, v]).collect();
         let sixteen = rewritten(&claimed, rgb_type, true, &[wide], &[], &[]);
         beyond(&sixteen, "16 bits a sample");
         let second_xmp = [
-            b"XML:com.adobe.xmp\0\0\0\0\0".as_slice(),
+            XMP_KEYWORD.as_bytes(),
+            b"\0\0\0\0\0",
             claimed.provenance.xmp().as_bytes(),
         ]
         .concat();

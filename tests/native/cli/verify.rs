@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use tessera::Provenance;
-use tessera::trust::provenance::{png_with_provenance, read_xmp};
+use tessera::trust::provenance::{XMP_KEYWORD, png_with_provenance, read_xmp};
 use tessera_cli::content_credentials::{LocalKey, sign_png};
 
 use super::{
@@ -227,7 +227,7 @@ fn a_valid_signature_over_other_claims_or_another_picture_is_refused() {
         {
             let mut enc = png::Encoder::new(&mut out, 128, 128);
             enc.set_color(color);
-            enc.add_itxt_chunk("XML:com.adobe.xmp".into(), m.claims.xmp())
+            enc.add_itxt_chunk(XMP_KEYWORD.into(), m.claims.xmp())
                 .unwrap();
             if frames.len() > 1 {
                 enc.set_animated(frames.len() as u32, 0).unwrap();
