@@ -398,6 +398,9 @@ def export(a, run, vq, gpt, vcfg, tcfg):
     cfg["trained"] = gpt is not None
     # The engine must lay out edit prompts as the shard did (`tessera data --edit-layout`).
     cfg["edit_layout"] = a.edit_layout
+    # ... and prompt new pictures with a sign with the sign drawn alone when the shard did (`--sign-glyphs`).
+    if a.sign_glyphs:
+        cfg["sign_glyphs"] = True
     with open(os.path.join(a.export, "config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
     digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
@@ -451,6 +454,7 @@ def main():
 
     shard = Shard(a.shard)
     a.edit_layout = shard.meta.get("edit_layout", "image-first")
+    a.sign_glyphs = shard.meta.get("sign_glyphs", False)
     log(run := a.run, f"shard {a.shard}: {len(shard.examples)} examples, {len(shard.images)} images; device {device}")
     vq = train_vq(a, shard, run, device, vcfg)
     log(run, f"vq psnr on the last 512 images: {vq_psnr(shard, vq, device):.2f} dB")

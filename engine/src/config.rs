@@ -113,6 +113,11 @@ pub struct ModelConfig {
     /// How a message is put to the model; configs without it read messages into the world's captions.
     #[serde(default)]
     pub interpreter: Interpreter,
+    /// Whether a new picture with a sign is prompted with that sign drawn alone as its context image
+    /// ([`crate::interpret::sign::sign_picture`]), so the model copies the lettering instead of spelling it
+    /// from bytes; configs without it draw signs from the text alone.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sign_glyphs: bool,
     /// The model family: which prompt builder and sampling defaults it takes. Tessera's own configs leave it
     /// out; a Janus-Pro `config.json` is read into this type by [`crate::model::janus`].
     #[serde(default, skip_serializing_if = "Family::is_tessera")]
@@ -159,6 +164,10 @@ pub enum Interpreter {
 
 fn yes() -> bool {
     true
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A preset from `engine/presets/`, the one source of the architectures: the trainer reads the same files.
@@ -371,6 +380,14 @@ impl ModelConfig {
                 "text_vocab {} is below the tokenizer's {}",
                 t.text_vocab,
                 crate::generation::prompt::TEXT_VOCAB
+            ));
+        }
+        let glyph_size = crate::interpret::scene::IMAGE_SIZE;
+        if self.sign_glyphs && (!tessera || self.image_size != glyph_size) {
+            problems.push(format!(
+                "sign_glyphs needs a Tessera model of {glyph_size}² images (the world's signs); this is a {} model of {}² images",
+                self.family.name(),
+                self.image_size
             ));
         }
         if v.enc_channels.len() != v.dec_channels.len() {

@@ -418,3 +418,49 @@ fn keep_favours_the_source_of_an_edit_and_nothing_else() {
         "a new picture has no source"
     );
 }
+
+/// A model with `sign_glyphs` draws a new picture with a sign as an edit of that sign drawn alone: the same
+/// tokens as the same weights given that picture's codes as context; pictures without a sign, and edits,
+/// are prompted as before.
+#[test]
+fn a_sign_glyphs_model_reads_the_sign_it_draws_as_a_picture() {
+    let (cfg, plain) = random_tiny_model();
+    let glyph_cfg = ModelConfig {
+        sign_glyphs: true,
+        ..cfg.clone()
+    };
+    let weights = Model::random_weights(&cfg, 3, &Device::flex());
+    let glyphs = Arc::new(Model::from_config(glyph_cfg, &weights, &Device::flex()).unwrap());
+    let draw = |model: &Arc<Model>, text: &str, context: Option<&[u32]>| {
+        let settings = Settings {
+            seed: 9,
+            keep: 0.0,
+            ..Settings::default()
+        };
+        let mut g = Generation::new(model.clone(), text, context, settings).unwrap();
+        let prompt_len = g.prompt_len();
+        while pollster::block_on(g.step()).unwrap().is_some() {}
+        (prompt_len, g.tokens().to_vec())
+    };
+    let sign = "a yellow sign that says HELLO in the middle, blue background";
+    let picture = tessera::generation::sign_glyphs(sign).expect("the text asks for a sign");
+    let codes = pollster::block_on(plain.encode_rgb(&picture)).unwrap();
+    let (len, tokens) = draw(&glyphs, sign, None);
+    assert_eq!((len, tokens), draw(&plain, sign, Some(&codes)));
+    assert_ne!(draw(&plain, sign, None).1, draw(&glyphs, sign, None).1);
+    let circle = "a red circle in the top left";
+    assert!(tessera::generation::sign_glyphs(circle).is_none());
+    assert_eq!(draw(&glyphs, circle, None), draw(&plain, circle, None));
+    assert_eq!(
+        draw(&glyphs, sign, Some(&codes)),
+        draw(&plain, sign, Some(&codes))
+    );
+    // The model's own size is the world's: a config of other images cannot ask for glyphs.
+    let mut odd = ModelConfig::micro();
+    odd.sign_glyphs = true;
+    let e = odd.validate().unwrap_err();
+    assert!(
+        e.contains("sign_glyphs needs a Tessera model of 128² images"),
+        "{e}"
+    );
+}

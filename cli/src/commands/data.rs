@@ -34,14 +34,22 @@ pub struct DataArgs {
     /// `engine/src/generation/prompt.rs`); the trainer writes it into the model's config.
     #[arg(long, default_value = "image-first")]
     pub edit_layout: EditLayout,
+    /// New pictures with a sign carry the sign drawn alone as context (the engine prompts a model whose
+    /// config has `sign_glyphs` so); the trainer writes it into the model's config.
+    #[arg(long)]
+    pub sign_glyphs: bool,
 }
 
 pub fn run(a: DataArgs) -> Result<(), Failure> {
     let mix = a.mix.unwrap_or_default();
+    let prompts = dataset::Prompts {
+        edit_layout: a.edit_layout,
+        sign_glyphs: a.sign_glyphs,
+    };
     match a.format {
-        DataFormat::Png => dataset::write_samples(a.seed, mix, a.n, &a.out),
+        DataFormat::Png => dataset::write_samples(a.seed, mix, prompts, a.n, &a.out),
         DataFormat::Shard => {
-            dataset::write_shard(a.seed, mix, a.edit_layout, a.n, &a.out).map_err(Into::into)
+            dataset::write_shard(a.seed, mix, prompts, a.n, &a.out).map_err(Into::into)
         }
     }
 }

@@ -16,8 +16,8 @@ pub struct EvalArgs {
     pub seed: u64,
     #[arg(long, default_value_t = 70)]
     pub n: usize,
-    /// Run only this split (single, multi, grid, text, edit, zh, heldout, paraphrase): its N samples are
-    /// those a full run of 8·N draws, in an eighth of the time.
+    /// Run only this split (single, multi, grid, text, edit, zh, heldout, paraphrase, replace): its N
+    /// samples are those a full run of 9·N draws, in a ninth of the time.
     #[arg(long)]
     pub only: Option<String>,
     /// Print one compact JSON line (the default is indented JSON).

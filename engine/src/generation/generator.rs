@@ -14,6 +14,8 @@ use crate::config::Family;
 use crate::error::{Result, TesseraError};
 use crate::generation::prompt::{Prompt, Segment};
 use crate::generation::sampler::{Sampler, Settings, guide};
+use crate::interpret::sign::sign_picture;
+use crate::interpret::{Before, interpret};
 use crate::model::kv_cache::KvCache;
 use crate::model::vq::{DecoderState, tensor_values_to_rgb};
 use crate::model::{Codec, Model, janus, read_floats};
@@ -62,6 +64,9 @@ pub struct Generation {
     source: Option<Vec<u32>>,
     /// Drawn once per generation: every PNG of it records the same salted hashes.
     salt: String,
+    /// A sign drawn alone (RGB), for a model with `sign_glyphs`: its tokens take the place of the prompt's
+    /// image segment at the prefill (encoding is asynchronous, `new` is not).
+    glyphs: Option<Vec<u8>>,
 }
 
 impl Generation {
@@ -105,7 +110,13 @@ impl Generation {
             };
             return Self::from_prompt_ids(model.clone(), text, &ids, settings);
         }
-        let prompt = Prompt::new(text, context, config.edit_layout);
+        let glyphs = match context {
+            None if config.sign_glyphs => sign_glyphs(text),
+            _ => None,
+        };
+        // Until the prefill encodes the glyphs, their place holds code 0.
+        let placeholder = glyphs.as_ref().map(|_| vec![0; n]);
+        let prompt = Prompt::new(text, context.or(placeholder.as_deref()), config.edit_layout);
         let max = config.transformer.max_seq;
         if prompt.len() + n > max {
             let overhead = prompt.len() - text.len();
@@ -114,7 +125,9 @@ impl Generation {
                 limit: max - n - overhead,
             });
         }
-        Ok(Self::start(model, text, prompt, context, settings))
+        let mut generation = Self::start(model, text, prompt, context, settings);
+        generation.glyphs = glyphs;
+        Ok(generation)
     }
 
     /// A generation of a Janus model from its prompt's token ids (BOS first, `<begin_of_image>` last, as
@@ -183,6 +196,7 @@ impl Generation {
             logits: Vec::new(),
             source: context.map(<[u32]>::to_vec),
             salt: new_salt(),
+            glyphs: None,
             model,
         }
     }
@@ -257,6 +271,16 @@ impl Generation {
     pub async fn step(&mut self) -> Result<Option<Step>> {
         if self.is_done() {
             return Ok(None);
+        }
+        if let Some(rgb) = self.glyphs.take() {
+            let codes = self.model.encode_rgb(&rgb).await?;
+            for row in [&mut self.prompt.cond, &mut self.prompt.uncond] {
+                for segment in row.iter_mut() {
+                    if let Segment::Image(ids) = segment {
+                        ids.clone_from(&codes);
+                    }
+                }
+            }
         }
         let hidden = match self.tokens.last() {
             None => self.prefill(),
@@ -352,6 +376,14 @@ impl Generation {
             rgb: self.rgb.clone(),
         })
     }
+}
+
+/// The sign `text` asks for, drawn alone on the picture's background ([`sign_picture`]), when `text` asks
+/// for a new picture with a sign: what a model with `sign_glyphs` reads before drawing. The text is read
+/// as the interpreter reads a first message, so the CLI, the app and a verifier's redraw agree.
+pub fn sign_glyphs(text: &str) -> Option<Vec<u8>> {
+    let reading = interpret(text, Before::Nothing, None);
+    sign_picture(reading.scene.as_ref()?)
 }
 
 /// `[B, T, D]` → `[B, D]` at the last position.

@@ -12,7 +12,9 @@
 //! edit, text first:       <bos> <user> text… <img> s₀ … s₂₅₅ </img> <gen> <img> t₀ … t₂₅₅
 //! ```
 //! where `s` are the tokens of the image being edited (generated earlier or uploaded and VQ-encoded). A
-//! model says which edit layout it was trained on ([`EditLayout`], `edit_layout` in its config).
+//! model says which edit layout it was trained on ([`EditLayout`], `edit_layout` in its config). A model
+//! with `sign_glyphs` in its config is prompted for a new picture with a sign as for an edit, `s` being the
+//! sign drawn alone ([`super::sign_glyphs`]) and the text the picture's description.
 
 pub const PAD: u32 = 256;
 pub const BOS: u32 = 257;

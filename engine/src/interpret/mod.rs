@@ -11,9 +11,11 @@
 //! Models with their own text understanding take the text as typed ([`Interpretation::as_typed`]).
 
 pub mod caption;
+pub mod font;
 mod lexicon;
 mod read;
 pub mod scene;
+pub mod sign;
 
 use serde::{Deserialize, Serialize};
 

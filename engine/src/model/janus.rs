@@ -291,6 +291,7 @@ pub fn config_from_json(json: serde_json::Value) -> Result<ModelConfig, String> 
         trained: j.trained,
         edit_layout: Default::default(),
         interpreter: Interpreter::AsTyped,
+        sign_glyphs: false,
         family: Family::Janus(JanusPrompt {
             bos_id: j.generation.bos_id,
             pad_id: j.generation.pad_id,

@@ -4,7 +4,8 @@
 //! the sign's word (glyph cells sampled at the font's grid, nearest glyph by Hamming distance).
 
 use crate::scenes::font::{GLYPH_H, GLYPH_W, charset, glyph};
-use crate::scenes::render::{FONT_SCALE, GLYPH_ADVANCE, Outline, object_geometry, sign_board};
+use crate::scenes::render::{Outline, object_geometry};
+use crate::scenes::sign::{FONT_SCALE, GLYPH_ADVANCE, sign_board};
 use crate::scenes::{Color, IMAGE_SIZE, Layout, Object, Shape, Sign, Size};
 
 /// What the detector read from an image.

@@ -17,9 +17,14 @@
 //! - `paraphrase`: single, multi and grid scenes (in turn; a third in Chinese) prompted in words unlike the
 //!   captions' ([`paraphrase`]): `paraphrase_raw` per object with the prompt as typed,
 //!   `paraphrase_interpreted` per object with the prompt as the engine's interpreter reads it, and
-//!   `paraphrase_read` the share of prompts the interpreter reads as exactly their scene.
+//!   `paraphrase_read` the share of prompts the interpreter reads as exactly their scene;
+//! - `replace`: a follow-up that describes a whole new scene (one object, several, or a sign) after a
+//!   ground-truth picture, put to the model as the app puts it (the interpreter decides new picture or
+//!   edit, and the model reads its canonical text, with the picture as context for an edit); right when
+//!   the result is the new scene (every object, the background, the word, nothing extra);
+//!   `replace_read` the share the interpreter reads as a new picture.
 //!
-//! `--only SPLIT` runs the samples of one split that a full run eight times as long would draw.
+//! `--only SPLIT` runs the samples of one split that a full run nine times as long would draw.
 //!
 //! `vq_psnr` is the VQ's reconstruction of every ground-truth target image; `vq_text` the share of signs
 //! whose word still reads right after that round trip (the ceiling the tokenizer puts on `text`);
@@ -33,6 +38,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use rand::Rng;
 use serde::Serialize;
 
 use crate::scenes::render::render;
@@ -43,7 +49,7 @@ use tessera::Generation;
 use tessera::Model;
 use tessera::Result;
 use tessera::Settings;
-use tessera::interpret::{Before, interpret};
+use tessera::interpret::{Before, Kind, interpret};
 
 /// A channel may differ by this much from the source and still count as preserved (VQ reconstruction alone
 /// moves edges by about this much).
@@ -59,6 +65,7 @@ enum Split {
     Zh,
     HeldOut,
     Paraphrase,
+    Replace,
 }
 
 impl Split {
@@ -72,6 +79,7 @@ impl Split {
             Split::Zh => "zh",
             Split::HeldOut => "heldout",
             Split::Paraphrase => "paraphrase",
+            Split::Replace => "replace",
         }
     }
 }
@@ -89,7 +97,7 @@ pub struct Outcome<'a> {
     pub right: bool,
 }
 
-const SPLITS: [Split; 8] = [
+const SPLITS: [Split; 9] = [
     Split::Single,
     Split::Multi,
     Split::Grid,
@@ -98,6 +106,7 @@ const SPLITS: [Split; 8] = [
     Split::Zh,
     Split::HeldOut,
     Split::Paraphrase,
+    Split::Replace,
 ];
 
 /// Right / total, reported as a fraction.
@@ -136,6 +145,8 @@ pub struct Report {
     pub paraphrase_raw: Option<f64>,
     pub paraphrase_interpreted: Option<f64>,
     pub paraphrase_read: Option<f64>,
+    pub replace: Option<f64>,
+    pub replace_read: Option<f64>,
     /// Share of images whose background colour is right.
     pub background: Option<f64>,
     /// Share of cells that should be empty where something was drawn.
@@ -281,10 +292,20 @@ fn draw(seed: u64, i: usize) -> (Split, Sample, Option<Sample>) {
             let lang = if k % 3 == 1 { Lang::Zh } else { Lang::En };
             (category, lang, HeldOut::Exclude)
         }
+        Split::Replace => {
+            let k = i / SPLITS.len();
+            let category = [Category::Single, Category::Multi, Category::Sign][k % 3];
+            (category, Lang::En, HeldOut::Exclude)
+        }
     };
     let mut s = sample(&mut rng, category, lang, held);
     if split == Split::Paraphrase {
         s.text = paraphrase::paraphrase(&mut rng, &s.scene, lang);
+    }
+    if split == Split::Replace {
+        // The picture before: another scene of one to four objects.
+        let before = [Category::Single, Category::Multi][rng.random_range(0..2)];
+        s.source = Some(sample(&mut rng, before, Lang::En, held).scene);
     }
     // Grids in the eval are the hard ones: 3×3 and 4×4.
     while split == Split::Grid && s.scene.layout.n() < 3 {
@@ -300,7 +321,8 @@ fn draw(seed: u64, i: usize) -> (Split, Sample, Option<Sample>) {
 
 /// What `--only` with an unknown name is told: every name of [`split_names`] (a unit test keeps the two
 /// alike; an error's reason is a `&'static str`).
-const UNKNOWN_SPLIT: &str = "use one of single, multi, grid, text, edit, zh, heldout, paraphrase";
+const UNKNOWN_SPLIT: &str =
+    "use one of single, multi, grid, text, edit, zh, heldout, paraphrase, replace";
 
 /// The names of ShapesEval's splits, in the order samples are drawn.
 pub fn split_names() -> impl Iterator<Item = &'static str> {
@@ -309,7 +331,7 @@ pub fn split_names() -> impl Iterator<Item = &'static str> {
 
 /// Run ShapesEval: `n` samples drawn with `seed`, generated with `settings` (each sample's sampler seed is
 /// derived from `seed` and its index). With `only` (a name of [`split_names`]), the `n` samples are that
-/// split's: the very samples a full run of 8·`n` would hold, so a split's figure costs an eighth of the
+/// split's: the very samples a full run of 9·`n` would hold, so a split's figure costs a ninth of the
 /// time. `observe` sees each sample once it is scored.
 pub fn run(
     model: &Arc<Model>,
@@ -362,7 +384,21 @@ pub fn run(
             seed: seed.wrapping_mul(1_000_003).wrapping_add(i as u64),
             ..settings.clone()
         };
-        let img = generate(model, &s.text, context.as_deref(), &per_sample)?;
+        let img = match split {
+            Split::Replace => {
+                let before = s
+                    .source
+                    .as_ref()
+                    .expect("replace samples carry the picture before");
+                let reading = interpret(&s.text, Before::Picture(Some(before)), None);
+                t.entry("replace_read")
+                    .or_default()
+                    .add((reading.kind == Kind::New) as usize, 1);
+                let context = context.as_deref().filter(|_| reading.kind == Kind::Edit);
+                generate(model, &reading.canonical, context, &per_sample)?
+            }
+            _ => generate(model, &s.text, context.as_deref(), &per_sample)?,
+        };
         let sc = score(&img, &s.scene);
         t.entry("background")
             .or_default()
@@ -416,6 +452,10 @@ pub fn run(
                     .or_default()
                     .add(sc_read.objects_right, sc_read.objects);
             }
+            Split::Replace => t
+                .entry("replace")
+                .or_default()
+                .add(sc.all_right() as usize, 1),
             Split::Zh => {
                 t.entry("zh").or_default().add(sc.objects_right, sc.objects);
                 let en = english.expect("zh samples carry their English caption");
@@ -453,6 +493,8 @@ pub fn run(
         paraphrase_raw: f("paraphrase_raw"),
         paraphrase_interpreted: f("paraphrase_interpreted"),
         paraphrase_read: f("paraphrase_read"),
+        replace: f("replace"),
+        replace_read: f("replace_read"),
         background: f("background"),
         extra_objects: f("extra"),
         vq_psnr: if n > 0 { psnr_sum / n as f64 } else { 0.0 },

@@ -3,9 +3,8 @@
 //! [`render`] draws it, [`caption`] describes it in English or Chinese, [`sample`] draws scenes and edits
 //! from a seed.
 
-pub mod font;
 pub mod render;
 pub mod sample;
 
-pub use tessera::interpret::caption;
 pub use tessera::interpret::scene::*;
+pub use tessera::interpret::{caption, font, sign};

@@ -1,15 +1,10 @@
 //! Draws a [`Scene`] into RGB pixels. Shapes are signed-distance functions with one pixel of analytic
-//! anti-aliasing; signs are integer-aligned boards with the bitmap font scaled ×3. Deterministic: the same
-//! scene gives the same bytes, which is what makes "everything not named stays pixel-identical" testable.
+//! anti-aliasing; signs (integer-aligned boards with the bitmap font scaled ×3) are drawn by the engine's
+//! [`super::sign`]. Deterministic: the same scene gives the same bytes, which is what makes "everything not
+//! named stays pixel-identical" testable.
 
-use super::font::{GLYPH_H, GLYPH_W, glyph};
-use super::{IMAGE_SIZE, Layout, Object, Scene, Shape, Sign, Size};
-
-/// Font cells are drawn as `FONT_SCALE`² pixel blocks; glyphs advance by one blank cell.
-pub const FONT_SCALE: usize = 3;
-pub const GLYPH_ADVANCE: usize = (GLYPH_W + 1) * FONT_SCALE;
-const BOARD_PAD_X: usize = 8;
-const BOARD_PAD_Y: usize = 6;
+use super::sign::draw_sign;
+use super::{IMAGE_SIZE, Layout, Object, Scene, Shape, Size};
 
 /// An RGB image, row-major, `IMAGE_SIZE`² × 3 bytes.
 pub type Rgb = Vec<u8>;
@@ -29,40 +24,6 @@ pub fn object_geometry(layout: Layout, o: &Object) -> (f32, f32, f32) {
         (o.row as f32 + 0.5) * cell,
         radius,
     )
-}
-
-/// The board rectangle of a sign: (x0, y0, width, height) in pixels.
-pub fn sign_board(sign: &Sign) -> (usize, usize, usize, usize) {
-    let (w, h) = (
-        lettering_width(sign) + 2 * BOARD_PAD_X,
-        GLYPH_H * FONT_SCALE + 2 * BOARD_PAD_Y,
-    );
-    let cell = IMAGE_SIZE as f32 / 3.0;
-    let cy = ((sign.row as f32 + 0.5) * cell) as usize;
-    ((IMAGE_SIZE - w) / 2, cy - h / 2, w, h)
-}
-
-/// Pixel box `(x0, y0, x1, y1)` (x1, y1 exclusive) holding a sign's letters: where the image depends on
-/// which word the caption names, so the trainer can weight it (`train.py --text-weight`).
-pub fn sign_lettering(sign: &Sign) -> (usize, usize, usize, usize) {
-    let (x0, y0) = sign_char_origin(sign, 0);
-    (
-        x0,
-        y0,
-        x0 + lettering_width(sign),
-        y0 + GLYPH_H * FONT_SCALE,
-    )
-}
-
-/// Width in pixels of a sign's word: every glyph's advance but the last one's trailing blank cell.
-fn lettering_width(sign: &Sign) -> usize {
-    sign.word.len() * GLYPH_ADVANCE - FONT_SCALE
-}
-
-/// Top-left pixel of character `i` of a sign's text.
-pub fn sign_char_origin(sign: &Sign, i: usize) -> (usize, usize) {
-    let (x0, y0, _, _) = sign_board(sign);
-    (x0 + BOARD_PAD_X + i * GLYPH_ADVANCE, y0 + BOARD_PAD_Y)
 }
 
 pub fn render(scene: &Scene) -> Rgb {
@@ -94,34 +55,6 @@ fn draw_object(img: &mut [u8], layout: Layout, o: &Object) {
                 let p = &mut img[(y * IMAGE_SIZE + x) * 3..][..3];
                 for c in 0..3 {
                     p[c] = (p[c] as f32 * (1.0 - a) + color[c] as f32 * a).round() as u8;
-                }
-            }
-        }
-    }
-}
-
-fn draw_sign(img: &mut [u8], sign: &Sign) {
-    let (x0, y0, w, h) = sign_board(sign);
-    let board = sign.board.rgb();
-    for y in y0..y0 + h {
-        for x in x0..x0 + w {
-            img[(y * IMAGE_SIZE + x) * 3..][..3].copy_from_slice(&board);
-        }
-    }
-    let ink = sign.board.ink().rgb();
-    for (i, c) in sign.word.chars().enumerate() {
-        let cells = glyph(c).expect("sign words use the font's characters");
-        let (gx, gy) = sign_char_origin(sign, i);
-        for (cy, row) in cells.iter().enumerate() {
-            for (cx, &on) in row.iter().enumerate() {
-                if !on {
-                    continue;
-                }
-                for dy in 0..FONT_SCALE {
-                    for dx in 0..FONT_SCALE {
-                        let (x, y) = (gx + cx * FONT_SCALE + dx, gy + cy * FONT_SCALE + dy);
-                        img[(y * IMAGE_SIZE + x) * 3..][..3].copy_from_slice(&ink);
-                    }
                 }
             }
         }
@@ -308,59 +241,6 @@ mod tests {
                     }
                 }
             }
-        }
-    }
-
-    #[test]
-    fn sign_lettering_holds_every_letter_pixel_and_lies_on_the_board() {
-        let scene = |word: &str| Scene {
-            layout: Layout::Free,
-            background: Color::Blue,
-            objects: vec![],
-            sign: Some(Sign {
-                word: word.into(),
-                board: Color::Yellow,
-                row: 2,
-            }),
-        };
-        for (a, b) in [("STOP", "CAFE"), ("GO", "UP"), ("HELLO", "MUSIC")] {
-            let sign = scene(a).sign.unwrap();
-            let (x0, y0, x1, y1) = sign_lettering(&sign);
-            let (bx, by, bw, bh) = sign_board(&sign);
-            assert!(bx < x0 && x1 < bx + bw && by < y0 && y1 < by + bh, "{a}");
-            let (img_a, img_b) = (render(&scene(a)), render(&scene(b)));
-            let mut differs_inside = false;
-            for y in 0..IMAGE_SIZE {
-                for x in 0..IMAGE_SIZE {
-                    let p = (y * IMAGE_SIZE + x) * 3;
-                    let inside = (x0..x1).contains(&x) && (y0..y1).contains(&y);
-                    let differs = img_a[p..p + 3] != img_b[p..p + 3];
-                    assert!(
-                        inside || !differs,
-                        "{a}/{b} differ outside the box at ({x}, {y})"
-                    );
-                    differs_inside |= differs;
-                }
-            }
-            assert!(differs_inside, "{a}/{b}");
-        }
-    }
-
-    #[test]
-    fn sign_boards_fit_the_image() {
-        for row in 0..3 {
-            let sign = Sign {
-                word: "HELLO".into(),
-                board: Color::Yellow,
-                row,
-            };
-            let (x0, y0, w, h) = sign_board(&sign);
-            assert!(x0 + w <= IMAGE_SIZE && y0 + h <= IMAGE_SIZE, "row {row}");
-            let cell = IMAGE_SIZE / 3;
-            assert!(
-                y0 >= row as usize * cell && y0 + h <= (row as usize + 1) * cell + 1,
-                "row {row}"
-            );
         }
     }
 }
