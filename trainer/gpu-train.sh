@@ -20,6 +20,8 @@ SEED=${SEED:-1}
 MIX=${MIX:-}
 # Edit prompt layout of the shard: image-first (the shipped model's) or text-first (see engine/src/generation/prompt.rs).
 EDIT_LAYOUT=${EDIT_LAYOUT:-image-first}
+# Non-empty: new pictures with a sign are prompted with the sign drawn alone (`tessera data --sign-glyphs`).
+SIGN_GLYPHS=${SIGN_GLYPHS:-}
 # Loss weight of the tokens under a sign's lettering (train.py --text-weight); 1: every token alike.
 TEXT_WEIGHT=${TEXT_WEIGHT:-1}
 # The exported model's id until `ship.py --model-id` names the shipped one (val_loss.jsonl tells the two apart).
@@ -47,7 +49,7 @@ echo "smoke ok at $(( $(date +%s) - start )) s"
 fi
 
 echo "== shard"
-"$BIN" data --format shard --seed "$SEED" --n "$EXAMPLES" ${MIX:+--mix "$MIX"} --edit-layout "$EDIT_LAYOUT" --out "$WORK/shard" || exit 1
+"$BIN" data --format shard --seed "$SEED" --n "$EXAMPLES" ${MIX:+--mix "$MIX"} --edit-layout "$EDIT_LAYOUT" ${SIGN_GLYPHS:+--sign-glyphs} --out "$WORK/shard" || exit 1
 echo "shard ok at $(( $(date +%s) - start )) s: $(du -sh "$WORK/shard" | cut -f1)"
 
 echo "== train"
