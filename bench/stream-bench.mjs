@@ -1,5 +1,5 @@
-// Streaming figures of a model in headless Chromium: model load, time to first row, tokens/s, with a
-// screenshot taken mid-stream. A benchmark, not a test: it prints one JSON object.
+// Streaming figures of a model in headless Chromium: model load, time to first row (or, for a codec that is
+// not row-causal, to the first preview), tokens/s, with a screenshot taken mid-stream. A benchmark, not a test: it prints one JSON object.
 //
 //   node bench/stream-bench.mjs [--model models/tessera-shapes/] [--backend webgpu|cpu] [--rows N]
 //                                       [--screenshot out.png]
@@ -45,6 +45,7 @@ try {
   console.log(JSON.stringify({
     model: opt.model, backend: await page.evaluate(() => document.body.dataset.backend), status,
     load_ms: loadMs, first_row_ms: first?.ms ?? null, rows: rows.length, tokens: last?.tokens ?? 0,
+    first_preview_ms: ev.find((e) => e.type === 'preview')?.ms ?? null, previews: ev.filter((e) => e.type === 'preview').length,
     tokens_per_s: perRow, overall_tokens_per_s: last ? last.tokens / (last.ms / 1000) : null,
     chromium: browser.version(),
   }));

@@ -49,7 +49,7 @@ const engine = new EngineClient(modelUrl, { preferGpu });
 engine.subscribe((data) => {
   window.tessera.events.push({
     type: data.type, id: data.id ?? null, row: data.row, tokens: data.tokens?.length ?? data.tokens, ms: data.ms ?? data.stats?.ms,
-    name: data.name, cached: data.cached, at: performance.now(),
+    name: data.name, cached: data.cached, loaded: data.loaded, total: data.total, at: performance.now(),
   });
   handlers[data.type]?.(data);
 });
@@ -111,7 +111,18 @@ const handlers = {
     turn.marker.style.top = `${((m.y0 + m.height) / state.info.imageSize) * 100}%`;
     turn.li.dataset.rows = String(m.row + 1);
     turn.meta.textContent = `row ${m.row + 1}/${m.rows} · ${(m.tokens / (m.ms / 1000)).toFixed(0)} tokens/s`;
+    turn.veil.hidden = true; // final pixels replace a preview
     persist(turn); // the picture so far: what a reload or a crash mid-way brings back
+  },
+  [FromWorker.PREVIEW]: (m) => {
+    const turn = find(m.id);
+    if (!turn) return;
+    turn.ctx.putImageData(new ImageData(m.rgba, state.info.imageSize, state.info.imageSize), 0, 0);
+    const drawn = `${(m.rows / m.of) * 100}%`;
+    turn.marker.style.top = drawn;
+    turn.veil.style.top = drawn;
+    turn.veil.hidden = false;
+    turn.meta.textContent = `preview: row ${m.rows}/${m.of} · ${(m.tokens / (m.ms / 1000)).toFixed(0)} tokens/s`;
   },
   [FromWorker.DONE]: (m) => finish(m, 'done'),
   [FromWorker.STOPPED]: (m) => finish(m, 'stopped'),
@@ -239,7 +250,7 @@ function finish(m, how) {
   turn.marker.hidden = true;
   const s = m.stats;
   const signing = s.signMs == null ? `unsigned: ${s.signError}` : `signed in ${s.signMs.toFixed(0)} ms`;
-  turn.meta.textContent = `${how === 'done' ? 'done' : `stopped after ${s.tokens} tokens`} · ${(s.ms / 1000).toFixed(1)} s · ${s.tokensPerSec.toFixed(0)} tokens/s · first row ${s.firstRowMs == null ? '–' : `${s.firstRowMs.toFixed(0)} ms`} · ${s.backend} · ${signing}`;
+  turn.meta.textContent = `${how === 'done' ? 'done' : `stopped after ${s.tokens} tokens`} · ${(s.ms / 1000).toFixed(1)} s · ${s.tokensPerSec.toFixed(0)} tokens/s · ${s.firstPreviewMs == null ? `first row ${s.firstRowMs == null ? '–' : `${s.firstRowMs.toFixed(0)} ms`}` : `first preview ${s.firstPreviewMs.toFixed(0)} ms`} · ${s.backend} · ${signing}`;
   turn.download.href = URL.createObjectURL(turn.png);
   turn.download.hidden = false;
   turn.regenerate.hidden = turn.kind === 'upload';
@@ -382,8 +393,11 @@ function addTurn(kind, prompt, { base = null, raw = false, size = state.info?.im
   canvas.setAttribute('aria-label', `image for: ${prompt}`);
   canvas.setAttribute('role', 'img');
   const marker = el('div', 'marker');
+  // Over the rows a preview has not drawn yet (codecs that are not row-causal).
+  const veil = el('div', 'veil', { textContent: 'preview', hidden: true });
+  veil.dataset.testid = 'preview-veil';
   const frame = el('div', 'frame');
-  frame.append(canvas, marker);
+  frame.append(canvas, marker, veil);
   const interpreted = el('p', 'interpreted', { hidden: true });
   interpreted.dataset.testid = 'interpreted';
   const notes = el('p', 'notes', { hidden: true });
@@ -391,7 +405,7 @@ function addTurn(kind, prompt, { base = null, raw = false, size = state.info?.im
   const meta = el('p', 'meta');
   const download = el('a', 'download', { textContent: 'Download PNG', download: `tessera-${id}.png`, hidden: true });
   const seq = (state.turns.at(-1)?.seq ?? -1) + 1;
-  const turn = { id, seq, kind, prompt, base, raw, force: null, reading: null, tokens: null, scene: null, state: 'reading', restoring, li, canvas, marker, meta, note, notes, interpreted, download };
+  const turn = { id, seq, kind, prompt, base, raw, force: null, reading: null, tokens: null, scene: null, state: 'reading', restoring, li, canvas, marker, veil, meta, note, notes, interpreted, download };
   turn.regenerate = button('regenerate', 'regenerate', () => {
     $('seed').value = String(Number($('seed').value || 0) + 1);
     send(null, { text: turn.prompt, base: turn.base, raw: turn.raw, force: turn.force, approved: true });
@@ -480,6 +494,7 @@ function draw(turn) {
   turn.regenerate.hidden = true;
   turn.marker.hidden = false;
   turn.marker.style.top = '0%';
+  turn.veil.hidden = true;
   turn.meta.textContent = '';
   turn.ctx.fillStyle = '#0b0c10';
   turn.ctx.fillRect(0, 0, turn.canvas.width, turn.canvas.height);
@@ -675,7 +690,8 @@ function setupConversations() {
 /** The loaded model, and where it came from, in the Model panel. */
 function showModel(info) {
   const from = info.source.file ? `the file ${info.source.file}` : `${info.source.url}${info.source.fromCache ? ' (from this browser’s cache, works offline)' : ''}`;
-  $('model-info').textContent = `${info.modelId} · ${(info.parameters / 1e6).toFixed(1)} M parameters · ${mb(info.source.bytes)} · sha256 ${info.sha256.slice(0, 12)}… · ${from}`;
+  const family = { tessera: 'Tessera', janus: 'Janus' }[info.family] ?? info.family;
+  $('model-info').textContent = `${info.modelId} · ${family}, ${(info.parameters / 1e6).toFixed(1)} M parameters · ${mb(info.source.bytes)} · sha256 ${info.sha256.slice(0, 12)}… · ${from}`;
   $('model-load').disabled = false;
 }
 

@@ -133,7 +133,7 @@ export class EngineClient {
   /**
    * One text-to-image generation of `prompt` (what the model reads; `typed`, when given, is what the user
    * typed, recorded as the prompt) — an edit when `context` holds an image's tokens — queued behind any other.
-   * `onRow(message)` sees each token row as it is painted. Returns `{id, done}`; `done` resolves to
+   * `onRow(message)` sees each token row as it is painted, and each preview (`type` says which). Returns `{id, done}`; `done` resolves to
    * `{png: Blob, tokens, stats}` or rejects with a named Error (`AbortError` when cancelled).
    */
   generate({ prompt, typed = null, context = null, settings }, onRow) {
@@ -153,7 +153,7 @@ export class EngineClient {
           if (m.type === FromWorker.DEVICE_LOST) { off(); reject(named('DeviceLost', m.message)); }
           if (m.type === FromWorker.CRASHED) { off(); reject(named('EngineCrashed', m.message)); }
           if (m.id !== id) return;
-          if (m.type === FromWorker.TOKEN_ROW) onRow?.(m);
+          if (m.type === FromWorker.TOKEN_ROW || m.type === FromWorker.PREVIEW) onRow?.(m);
           if (m.type === FromWorker.DONE) { off(); resolve({ png: new Blob([m.png], { type: 'image/png' }), tokens: m.tokens, stats: m.stats }); }
           if (m.type === FromWorker.STOPPED) { off(); reject(Object.assign(named('AbortError', `cancelled after ${m.stats.tokens} tokens`), { tokens: m.stats.tokens })); }
           if (m.type === FromWorker.ERROR) { off(); reject(named(m.name, m.message)); }

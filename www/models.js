@@ -1,7 +1,9 @@
-// Model files for the engine's worker: a model folder (`config.json`, `model.safetensors`, `model.sha256`)
+// Model files for the engine's worker: a model folder (`config.json`, the weight files its `model.sha256`
+// lists — `model.safetensors`, or a converted Janus folder's shards — and a Janus model's `tokenizer.json`)
 // fetched once with byte-accurate progress and kept in a Cache Storage entry of its own, which app updates
-// never touch. Files are cached only after the engine has accepted them (names, shapes, sha256), so a bad
-// download never replaces a good copy. No DOM here: the worker and Node's tests import it.
+// never touch. The weights stream into the engine as they arrive (never held whole); a copy of each byte goes
+// to a staging entry, which becomes the cached model only after the engine has accepted it (names, shapes,
+// sha256), so a bad download never replaces a good copy. No DOM here: the worker and Node's tests import it.
 
 import { storageSpace } from './db.js';
 
@@ -15,9 +17,33 @@ export function namedError(name, message) {
 
 /** The expected sha256 from a `model.sha256` file (`<hex>  model.safetensors`, as sha256sum writes it). */
 export function parseSha256(text) {
-  const hex = text.trim().split(/\s+/)[0] ?? '';
-  if (!/^[0-9a-f]{64}$/i.test(hex)) throw namedError('BadWeights', 'model.sha256 does not hold a sha256 (64 hex digits)');
-  return hex.toLowerCase();
+  return parseSha256List(text)[0].sha256;
+}
+
+/**
+ * The weight files a `model.sha256` list names, in its order: `[{name, sha256}]` (`<hex>  <file>` lines, as
+ * sha256sum writes them; a bare hash is `model.safetensors`'s).
+ */
+export function parseSha256List(text) {
+  const files = text.split('\n').filter((line) => line.trim()).map((line) => {
+    const [hex, name = 'model.safetensors'] = line.trim().split(/\s+/);
+    if (!/^[0-9a-f]{64}$/i.test(hex)) throw namedError('BadWeights', 'model.sha256 does not hold a sha256 (64 hex digits)');
+    const file = name.replace(/^\*/, '');
+    if (!/^[\w.-]+$/.test(file)) throw namedError('BadWeights', `model.sha256 names ${JSON.stringify(file)}, not a file of the folder`);
+    return { name: file, sha256: hex.toLowerCase() };
+  });
+  if (!files.length) throw namedError('BadWeights', 'model.sha256 does not hold a sha256 (64 hex digits)');
+  return files;
+}
+
+/** Whether `config.json`'s bytes are a Janus folder's (which reads text with its `tokenizer.json`). */
+export function isJanusConfig(config) {
+  try {
+    const json = JSON.parse(new TextDecoder().decode(config));
+    return json.model_type === 'multi_modality' || 'language_config' in json;
+  } catch {
+    return false; // the engine names what is wrong with it
+  }
 }
 
 /**
@@ -66,26 +92,46 @@ async function fetchOk(url, init) {
   return response;
 }
 
-/** A response's bytes, reporting `(loaded, total)` as they arrive; a body shorter than announced is an error. */
-export async function readBytes(response, url, onProgress) {
-  const total = Number(response.headers.get('Content-Length')) || 0;
-  const chunks = [];
+/**
+ * A response's body, piece by piece as it arrives, into `sink(piece)` (awaited: a slow sink slows the download
+ * instead of piling it up in memory), reporting `(loaded, total)`; with `copy` (a stream writer) every piece is
+ * written there too, and a copy that fails (a full disk) only stops copying. Resolves with the bytes read; a
+ * body shorter than announced is a `ModelMissing` error. `total` defaults to the Content-Length.
+ */
+export async function streamBytes(response, url, sink, { onProgress, copy, total } = {}) {
+  total ??= Number(response.headers.get('Content-Length')) || 0;
   let loaded = 0;
+  let copying = Boolean(copy);
   const stopped = () => `the download of ${url} stopped after ${loaded}${total ? ` of ${total}` : ''} bytes`;
   const reader = response.body.getReader();
-  for (;;) {
-    let part;
-    try {
-      part = await reader.read();
-    } catch (e) {
-      throw namedError('ModelMissing', `${stopped()} (${e.message})`);
+  try {
+    for (;;) {
+      let part;
+      try {
+        part = await reader.read();
+      } catch (e) {
+        throw namedError('ModelMissing', `${stopped()} (${e.message})`);
+      }
+      if (part.done) break;
+      if (copying) await copy.write(part.value).catch(() => { copying = false; });
+      await sink(part.value);
+      loaded += part.value.length;
+      onProgress?.(loaded, total);
     }
-    if (part.done) break;
-    chunks.push(part.value);
-    loaded += part.value.length;
-    onProgress?.(loaded, total);
+    if (total && loaded !== total) throw namedError('ModelMissing', stopped());
+  } catch (e) {
+    reader.cancel().catch(() => {});
+    copy?.abort(e).catch(() => {});
+    throw e;
   }
-  if (total && loaded !== total) throw namedError('ModelMissing', stopped());
+  await copy?.close().catch(() => {});
+  return loaded;
+}
+
+/** A response's bytes, reporting `(loaded, total)` as they arrive; a body shorter than announced is an error. */
+export async function readBytes(response, url, onProgress) {
+  const chunks = [];
+  const loaded = await streamBytes(response, url, (piece) => { chunks.push(piece); }, { onProgress });
   const bytes = new Uint8Array(loaded);
   let at = 0;
   for (const c of chunks) { bytes.set(c, at); at += c.length; }
@@ -110,38 +156,57 @@ async function quotaMessage(e, bytes) {
 }
 
 /**
- * The model folder at `base` (a URL ending in `/`): `{config, weights, sha256, fromCache, stale, keep, forget}`.
- * `keep()` stores the files once the engine accepted them (rejecting with a `QuotaExceededError` that says
- * the space needed); `forget()` drops a cached copy whose bytes the engine refused.
+ * The model folder at `base` (a URL ending in `/`), its weights not yet read: `{config, tokenizer, files,
+ * fromCache, stale, copy, keep, discard, forget, fallback}`. `files` are the weight files `model.sha256` lists,
+ * in its order: `{name, sha256, url, total, open}`, where `open()` resolves to a Response whose body streams
+ * the file and `total` is its size when known. From the network, `copy(file)` gives a writer for
+ * `streamBytes` that stages every byte in the cache; `keep()` makes the staged copies the cached model once the
+ * engine has accepted them (rejecting with a `QuotaExceededError` that says the space needed), `discard()`
+ * drops them; `forget()` drops a cached copy whose bytes the engine refused; `fallback(why)` is the copy cached
+ * earlier, if any, for a download that failed part-way (`stale` then says why it may be an older model).
  *
  * Online, `model.sha256` is always asked for again, so a changed model is downloaded. The cached copy is used
  * offline, when the server is gone, when what comes back is not a sha256 (a captive portal's login page), and
- * when the download of a changed model fails; `stale` then says why the copy may be an older model.
+ * when the download of a changed model fails.
  */
-export async function fetchModel(base, onProgress) {
-  const urls = { config: `${base}config.json`, sha256: `${base}model.sha256`, weights: `${base}model.safetensors` };
+export async function fetchModel(base) {
+  const at = (name) => `${base}${name}`;
+  const urls = { config: at('config.json'), sha256: at('model.sha256'), tokenizer: at('tokenizer.json') };
+  /** Where a download is staged until the engine accepts it. */
+  const staged = (url) => `${url}?incoming`;
   const cache = await openCache();
   const cached = async (url) => (await cache?.match(url)) ?? null;
-  const forget = async () => { await Promise.all(Object.values(urls).map((u) => cache?.delete(u))); };
+  const forget = () => forgetModel(base);
+  const nothing = async () => {};
   /** The complete cached copy, if there is one (`model.sha256` is written last, so it marks one). */
   const cachedCopy = async (stale = null) => {
     const stored = await cached(urls.sha256);
-    const [config, weights] = await Promise.all([cached(urls.config), cached(urls.weights)]);
-    if (!stored || !config || !weights) return null;
-    let sha256;
+    const config = await cached(urls.config);
+    if (!stored || !config) return null;
+    let list;
     try {
-      sha256 = parseSha256(await stored.text());
+      list = parseSha256List(await stored.text());
     } catch {
       return null;
     }
-    const bytes = new Uint8Array(await weights.arrayBuffer());
-    onProgress?.(bytes.length, bytes.length, true);
-    return { config: new Uint8Array(await config.arrayBuffer()), weights: bytes, sha256, fromCache: true, stale, keep: async () => {}, forget };
+    const weights = await Promise.all(list.map(({ name }) => cached(at(name))));
+    if (weights.some((w) => !w)) return null;
+    const configBytes = new Uint8Array(await config.arrayBuffer());
+    const tokenizer = isJanusConfig(configBytes) ? await cached(urls.tokenizer) : null;
+    const files = list.map((file, i) => ({
+      ...file, url: at(file.name), total: Number(weights[i].headers.get('Content-Length')) || 0, open: async () => weights[i],
+    }));
+    return {
+      config: configBytes, tokenizer: tokenizer && new Uint8Array(await tokenizer.arrayBuffer()), files,
+      fromCache: true, stale, copy: () => null, keep: nothing, discard: nothing, forget, fallback: async () => null,
+    };
   };
 
-  let sha256;
+  let listText;
+  let list;
   try {
-    sha256 = parseSha256(await (await fetchOk(urls.sha256, { cache: 'no-cache' })).text());
+    listText = await (await fetchOk(urls.sha256, { cache: 'no-cache' })).text();
+    list = parseSha256List(listText);
   } catch (e) {
     // Offline or the server gone (ModelMissing): the cached copy, quietly. Something that is not a sha256
     // (BadWeights: a captive portal's page): the cached copy, saying so.
@@ -150,36 +215,73 @@ export async function fetchModel(base, onProgress) {
     throw e;
   }
   const stored = await cached(urls.sha256);
-  if (stored && parseSha256(await stored.text()) === sha256) {
+  if (stored && (await stored.text()).trim() === listText.trim()) {
     const copy = await cachedCopy();
     if (copy) return copy;
   }
   let config;
-  let weights;
+  let tokenizer = null;
+  let files;
   try {
     config = await readBytes(await fetchOk(urls.config, { cache: 'no-cache' }), urls.config);
-    weights = await readBytes(await fetchOk(urls.weights, { cache: 'no-cache' }), urls.weights, (l, t) => onProgress?.(l, t, false));
+    if (isJanusConfig(config)) tokenizer = await readBytes(await fetchOk(urls.tokenizer, { cache: 'no-cache' }), urls.tokenizer);
+    // Several files: their sizes first, for one progress over all of them (a server that does not say
+    // leaves it counting bytes only).
+    const size = async (url) => Number((await fetch(url, { method: 'HEAD', cache: 'no-cache' }).catch(() => null))?.headers.get('Content-Length')) || 0;
+    files = await Promise.all(list.map(async (file) => {
+      const url = at(file.name);
+      return { ...file, url, total: list.length > 1 ? await size(url) : 0, open: () => fetchOk(url, { cache: 'no-cache' }) };
+    }));
   } catch (e) {
     // The model changed on the server but cannot be had now: the one cached before still runs.
     const copy = e.name === 'ModelMissing' ? await cachedCopy(e.message) : null;
     if (copy) return copy;
     throw e;
   }
+  const staging = new Map(); // file URL → the cache's write of its staged copy: resolves to null, or the error that stopped it
+  const copy = (file, total) => {
+    if (!cache) return null;
+    const { readable, writable } = new TransformStream();
+    const headers = { 'Content-Type': 'application/octet-stream', ...(total ? { 'Content-Length': String(total) } : {}) };
+    staging.set(file.url, cache.put(staged(file.url), new Response(readable, { headers })).then(() => null, (e) => e));
+    return writable.getWriter();
+  };
+  const bytes = () => config.length + (tokenizer?.length ?? 0) + files.reduce((n, f) => n + f.total, 0);
+  const discard = async () => {
+    await Promise.all(staging.values());
+    await Promise.all([...staging.keys()].map((url) => cache?.delete(staged(url))));
+  };
   const keep = async () => {
     if (!cache) return;
+    const failed = (await Promise.all(files.map((f) => staging.get(f.url) ?? new Error('the download was not copied into the cache')))).find(Boolean);
+    if (failed) {
+      await discard();
+      if (failed.name === 'QuotaExceededError') throw await quotaMessage(failed, bytes());
+      throw failed;
+    }
     // `model.sha256` goes in last: it marks a complete entry, so an interrupted write is simply re-downloaded.
-    const put = (url, bytes, type) => cache.put(url, new Response(bytes, { headers: { 'Content-Type': type, 'Content-Length': String(bytes.length) } }));
+    const put = (url, body, type) => cache.put(url, new Response(body, { headers: { 'Content-Type': type, 'Content-Length': String(body.length) } }));
     try {
       await cache.delete(urls.sha256);
       await put(urls.config, config, 'application/json');
-      await put(urls.weights, weights, 'application/octet-stream');
-      await put(urls.sha256, new TextEncoder().encode(`${sha256}  model.safetensors\n`), 'text/plain');
+      if (tokenizer) await put(urls.tokenizer, tokenizer, 'application/json');
+      for (const file of files) {
+        await cache.put(file.url, await cache.match(staged(file.url)));
+        await cache.delete(staged(file.url));
+      }
+      // Files of an earlier version of the model that this one no longer lists.
+      const wanted = new Set([urls.config, urls.tokenizer, urls.sha256, ...files.map((f) => f.url)]);
+      for (const request of await cache.keys()) {
+        const name = request.url.slice(base.length);
+        if (request.url.startsWith(base) && !name.includes('/') && !name.includes('?') && !wanted.has(request.url)) await cache.delete(request);
+      }
+      await put(urls.sha256, new TextEncoder().encode(listText), 'text/plain');
     } catch (e) {
-      if (e.name === 'QuotaExceededError') throw await quotaMessage(e, config.length + weights.length);
+      if (e.name === 'QuotaExceededError') throw await quotaMessage(e, bytes());
       throw e;
     }
   };
-  return { config, weights, sha256, fromCache: false, stale: null, keep, forget };
+  return { config, tokenizer, files, fromCache: false, stale: null, copy, keep, discard, forget, fallback: cachedCopy };
 }
 
 /**

@@ -18,8 +18,9 @@ export const ToWorker = Object.freeze({
 /** Worker → page. */
 export const FromWorker = Object.freeze({
   PROGRESS: 'progress', // {loaded, total, cached}: model bytes (cached: read from this browser's model cache)
-  READY: 'ready', // {backend, fallbackReason, restarted, cacheProblem, load, info: {modelId, sha256, parameters, imageSize, grid, trained, defaults, source}}; load: the source to restart with
+  READY: 'ready', // {backend, fallbackReason, restarted, cacheProblem, load, info: {modelId, sha256, parameters, imageSize, grid, trained, family, defaults, source, loading: {ms, wasmBytesBefore, wasmBytes, peakPartialBytes}}}; load: the source to restart with
   TOKEN_ROW: 'token-row', // {id, row, rows, y0, height, rgba, tokens, ms}
+  PREVIEW: 'preview', // {id, rows, of, rgba, tokens, ms}: the whole picture so far (codecs that are not row-causal), rows ≥ `rows` placeholders
   DONE: 'done', // {id, png, tokens, stats}
   STOPPED: 'stopped', // {id, png, tokens, stats}: cancelled, the partial image kept
   ENCODED: 'encoded', // {id, tokens, rgba, size}

@@ -8,7 +8,7 @@
 // the engine's defaults) and `raw` (the model reads the prompt as typed, not as interpreted).
 // Methods: `generate(prompt?)` → Promise<Blob> (a PNG with provenance metadata), `cancel()`.
 // Events (bubbling, composed): `tessera-ready` {modelId, backend}, `tessera-interpreted` {canonical, kind,
-// unknown, notes, note, …: the prompt as the model reads it}, `tessera-row` {row, rows},
+// unknown, notes, note, …: the prompt as the model reads it}, `tessera-row` {row, rows}, `tessera-preview` {rows, of},
 // `tessera-done` {blob, tokens, ms}, `tessera-error` {name, message}.
 // Every element with the same model shares one worker and one loaded model; their generations take turns.
 // Styles live in the element's shadow root: nothing leaks in or out (style it through `::part(canvas)` and
@@ -140,8 +140,16 @@ class TesseraGenerator extends HTMLElement {
     this.#emit('tessera-interpreted', reading);
     const model = this.hasAttribute('raw') ? text : reading.canonical;
     const job = client.generate({ prompt: model, typed: text, settings: this.#settings() }, (m) => {
-      this.#size(client.info.imageSize);
-      this.#ctx.putImageData(new ImageData(m.rgba, client.info.imageSize, m.height), 0, m.y0);
+      const size = client.info.imageSize;
+      this.#size(size);
+      if (m.type === 'preview') {
+        // The whole picture so far (a codec that is not row-causal); the rows below `m.rows` are placeholders.
+        this.#ctx.putImageData(new ImageData(m.rgba, size, size), 0, 0);
+        this.#caption.textContent = `preview: row ${m.rows}/${m.of}`;
+        this.#emit('tessera-preview', { rows: m.rows, of: m.of });
+        return;
+      }
+      this.#ctx.putImageData(new ImageData(m.rgba, size, m.height), 0, m.y0);
       this.#caption.textContent = `row ${m.row + 1}/${m.rows}`;
       this.#emit('tessera-row', { row: m.row, rows: m.rows });
     });

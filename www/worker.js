@@ -2,7 +2,7 @@
 // posts each finished token row as soon as it exists. Cancel is honoured between any two tokens.
 
 import { ToWorker, FromWorker } from './protocol.js';
-import { bindingProblem, fetchModel, parseSha256 } from './models.js';
+import { bindingProblem, fetchModel, parseSha256, streamBytes } from './models.js';
 import { readSignature, sign } from './credentials.js';
 
 let wasm = null; // the wasm-bindgen module
@@ -66,6 +66,9 @@ const waiting = [];
 channel.port1.onmessage = () => waiting.shift()?.();
 const yieldToEvents = () => new Promise((resolve) => { waiting.push(resolve); channel.port2.postMessage(null); });
 
+/** The most of a generation's time previews may take (codecs that are not row-causal). */
+const PREVIEW_SHARE = 0.2;
+
 /** The largest buffer the GPU binds (cubecl asks wgpu for the adapter's limits), or 0 when unknown. */
 async function gpuBindingLimit() {
   if (gpuDevice) return gpuDevice.limits.maxStorageBufferBindingSize;
@@ -73,52 +76,121 @@ async function gpuBindingLimit() {
   return adapter?.limits.maxStorageBufferBindingSize ?? 0;
 }
 
+/** The header length a safetensors file's first 8 bytes give, or null before 8 bytes are in. */
+function headerEnd(bytes) {
+  if (bytes.length < 8) return null;
+  return 8 + Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
+}
+
+const concat = (pieces) => {
+  const bytes = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of pieces) { bytes.set(p, at); at += p.length; }
+  return bytes;
+};
+
 /**
- * An engine for these model files; the engine checks the sha256 and every tensor's name and shape. Weights
- * with a tensor too large for one GPU buffer run on the CPU, and the reason says which tensor.
+ * An engine for model files (`{config, tokenizer, files: [{name, sha256, url, total, open}], copy}`), each
+ * weight file streamed into it as it arrives; the engine checks every tensor's name and shape the moment a
+ * file's header is in, and its sha256 as the bytes pass. The first file's header also decides the backend
+ * before any tensor: weights with a tensor too large for one GPU buffer run on the CPU, and the reason says
+ * which tensor. Progress counts the bytes of all files.
  */
-async function createEngine(files) {
-  let gpu = backend.preferGpu && !!self.navigator.gpu;
+async function createEngine(model, onProgress) {
+  const started = performance.now();
+  const wasmBytesBefore = wasm.wasmMemoryBytes();
+  const wantGpu = backend.preferGpu && !!self.navigator.gpu;
   let reason = backend.fallbackReason;
-  if (gpu) {
-    const problem = bindingProblem(files.weights, await gpuBindingLimit());
-    if (problem) [gpu, reason] = [false, problem];
+  let loader = null;
+  const total = model.files.every((f) => f.total) ? model.files.reduce((n, f) => n + f.total, 0) : 0;
+  let done = 0; // bytes of the files already loaded
+  try {
+    for (const [i, file] of model.files.entries()) {
+      let head = i === 0 ? [] : null; // the first file's pieces until its header is complete
+      const begin = async (bytes) => {
+        let gpu = wantGpu;
+        const end = headerEnd(bytes);
+        if (gpu && end !== null && bytes.length >= end) {
+          const problem = bindingProblem(bytes, await gpuBindingLimit());
+          if (problem) [gpu, reason] = [false, problem];
+        }
+        loader = await wasm.Loader.start(model.config, gpu);
+        loader.beginFile(file.name, file.sha256);
+        loader.push(bytes);
+      };
+      if (loader) loader.beginFile(file.name, file.sha256);
+      const sink = async (piece) => {
+        if (!head) return loader.push(piece);
+        head.push(piece);
+        const bytes = concat(head);
+        const end = headerEnd(bytes);
+        // A header larger than the format allows goes straight to the engine, which refuses it by name.
+        if (end !== null && (bytes.length >= end || end > 100_000_008)) {
+          head = null;
+          await begin(bytes);
+        }
+        return undefined;
+      };
+      const response = await file.open();
+      const length = Number(response.headers.get('Content-Length')) || file.total;
+      const progress = (loaded) => onProgress?.(done + loaded, total || (model.files.length === 1 ? length : 0));
+      done += await streamBytes(response, file.url, sink, { onProgress: progress, copy: model.copy(file, length), total: length });
+      if (head) await begin(concat(head)); // a file shorter than its header: the engine says so
+      loader.endFile();
+    }
+    const peakPartialBytes = loader.peakPartialBytes;
+    const next = loader.finish(model.tokenizer ?? undefined);
+    loader = null; // `finish` consumed it
+    // What loading cost: wasm memory only grows, so its size now is the peak so far.
+    const loading = { ms: performance.now() - started, wasmBytesBefore, wasmBytes: wasm.wasmMemoryBytes(), peakPartialBytes };
+    return { next, bytes: done, loading, reason: reason ?? next.fallbackReason ?? (self.navigator.gpu ? null : 'this browser has no WebGPU') };
+  } finally {
+    loader?.free();
   }
-  const next = await wasm.Engine.load(files.config, files.weights, files.sha256, gpu);
-  return { next, reason: reason ?? next.fallbackReason ?? (self.navigator.gpu ? null : 'this browser has no WebGPU') };
 }
 
 /** Whether the engine refused these bytes themselves (not the memory or the device they were loaded on). */
 const badBytes = (e) => e.name === 'BadWeights' || e.name === 'BadConfig';
 
 /**
- * Model files from a folder URL. A cached copy is dropped only when the engine refuses its bytes (sha256,
- * parse, shapes), and is then downloaded again, once; a copy that fails for any other reason (memory, GPU)
- * stays for the next try.
+ * An engine for the model folder at a URL. A cached copy is dropped only when the engine refuses its bytes
+ * (sha256, parse, shapes), and is then downloaded again, once; a copy that fails for any other reason
+ * (memory, GPU) stays for the next try. A download of a changed model that stops part-way falls back to the
+ * copy cached earlier.
  */
 async function engineFromUrl(modelUrl) {
   const base = modelUrl.endsWith('/') ? modelUrl : `${modelUrl}/`;
-  const progress = (loaded, total, cached) => post({ type: FromWorker.PROGRESS, loaded, total, cached });
-  let files = await fetchModel(base, progress);
-  let made;
+  const attempt = async (files) => {
+    const progress = (loaded, total) => post({ type: FromWorker.PROGRESS, loaded, total, cached: files.fromCache });
+    try {
+      return { files, made: await createEngine(files, progress) };
+    } catch (e) {
+      await files.discard();
+      throw e;
+    }
+  };
+  let files = await fetchModel(base);
+  let result;
   try {
-    made = await createEngine(files);
+    result = await attempt(files);
   } catch (e) {
-    if (!files.fromCache || !badBytes(e)) throw e;
-    await files.forget();
-    files = await fetchModel(base, progress);
-    made = await createEngine(files);
+    const again = files.fromCache && badBytes(e) ? (await files.forget(), await fetchModel(base))
+      : !files.fromCache && e.name === 'ModelMissing' ? await files.fallback(e.message) : null;
+    if (!again) throw e;
+    result = await attempt(again);
   }
+  ({ files } = result);
   const cacheProblem = await files.keep().then(() => null, (e) => e.message ?? String(e));
-  const source = { url: base, fromCache: files.fromCache, bytes: files.weights.length, stale: files.stale ?? null };
-  return { ...made, source, cacheProblem };
+  const source = { url: base, fromCache: files.fromCache, bytes: result.made.bytes, stale: files.stale ?? null };
+  return { ...result.made, source, cacheProblem };
 }
 
 /** Model files the user picked, as Blobs (`File`s): `{config, weights, sha256, name}`. */
 async function engineFromFiles({ config, weights, sha256, name }) {
-  const [c, w, h] = await Promise.all([config.arrayBuffer(), weights.arrayBuffer(), sha256.text()]);
-  const files = { config: new Uint8Array(c), weights: new Uint8Array(w), sha256: parseSha256(h) };
-  return { ...(await createEngine(files)), source: { file: name, fromCache: false, bytes: files.weights.length } };
+  const [c, h] = await Promise.all([config.arrayBuffer(), sha256.text()]);
+  const file = { name: 'model.safetensors', sha256: parseSha256(h), url: name, total: weights.size, open: async () => new Response(weights) };
+  const made = await createEngine({ config: new Uint8Array(c), tokenizer: null, files: [file], copy: () => null }, null);
+  return { ...made, source: { file: name, fromCache: false, bytes: made.bytes } };
 }
 
 /** An engine for `source` (`{url}` or `{files}`), as the page's LOAD and REPLACE messages give it. */
@@ -128,7 +200,7 @@ const engineFrom = (source) => (source.url ? engineFromUrl(source.url) : engineF
 function ready(made, load, restarted = null) {
   engine?.free();
   engine = made.next;
-  info = { ...engine.info(), source: made.source };
+  info = { ...engine.info(), source: made.source, loading: made.loading };
   post({
     type: FromWorker.READY, backend: engine.backend, fallbackReason: made.reason, restarted,
     cacheProblem: made.cacheProblem ?? null, load, info,
@@ -192,8 +264,14 @@ async function generate({ id, prompt, typed, context, settings }) {
     let tokens = 0;
     const stats = () => {
       const ms = performance.now() - start;
-      return { ms, firstRowMs, tokens, tokensPerSec: tokens / (ms / 1000), backend: engine.backend };
+      return { ms, firstRowMs, firstPreviewMs, previewMs, tokens, tokensPerSec: tokens / (ms / 1000), backend: engine.backend };
     };
+    let firstPreviewMs = null;
+    let previewMs = 0; // time spent on previews so far
+    // A codec that is not row-causal: after a finished token row, the whole picture so far, as long as
+    // previews have taken at most PREVIEW_SHARE of the time.
+    const previewDue = (step) => !info.rowsFinal && tokens % info.grid === 0 && tokens < step.total
+      && previewMs <= PREVIEW_SHARE * (performance.now() - start);
     // Stopped or done, the picture so far is signed and sent.
     const finish = async (type) => {
       const made = { tokens: engine.tokens(), stats: stats() };
@@ -220,6 +298,17 @@ async function generate({ id, prompt, typed, context, settings }) {
           type: FromWorker.TOKEN_ROW, id, row: step.row, rows, y0: step.y0, height: step.height,
           rgba: step.rgba, tokens, ms: performance.now() - start,
         }, [step.rgba.buffer]);
+      } else if (previewDue(step)) {
+        const began = performance.now();
+        const preview = await engine.preview();
+        previewMs += performance.now() - began;
+        if (preview) {
+          firstPreviewMs ??= performance.now() - start;
+          post({
+            type: FromWorker.PREVIEW, id, rows: preview.rows, of: step.total / info.grid, rgba: preview.rgba, tokens,
+            ms: performance.now() - start,
+          }, [preview.rgba.buffer]);
+        }
       }
     }
   } catch (e) {

@@ -19,11 +19,11 @@ use safetensors::tensor::{Metadata, TensorView};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Result, TesseraError};
-use crate::model::{WeightsIdentity, check_sha256, hex};
+use crate::model::{WeightsIdentity, check_sha256, hex, list_identity};
 use crate::weights::{FloatFormat, TensorSource, WeightsError};
 
 /// The single safetensors file of a model folder.
-pub const SAFETENSORS: &str = "model.safetensors";
+pub const SAFETENSORS: &str = crate::weights::stream::SINGLE_FILE;
 /// The index of a sharded one.
 pub const SAFETENSORS_INDEX: &str = "model.safetensors.index.json";
 /// A PyTorch pickle.
@@ -110,16 +110,6 @@ impl Checkpoint {
         }
         Ok(list_identity(&list, self.files.len(), bytes))
     }
-}
-
-/// The identity of weight files from their sha256 list (`<hex>  <file>` lines): the one file's sha256,
-/// or the list's own.
-fn list_identity(list: &str, files: usize, bytes: u64) -> WeightsIdentity {
-    let sha256 = match files {
-        1 => list[..64].to_string(),
-        _ => hex(&Sha256::digest(list.as_bytes())),
-    };
-    WeightsIdentity { sha256, bytes }
 }
 
 /// `model.sha256` lines (`<hex>  <file>`) → file → hex; a line with no file name is filed under "".

@@ -13,11 +13,13 @@ use burn::tensor::wgpu::WgpuBackend;
 use js_sys::{Object, Reflect, Uint8Array, Uint8ClampedArray};
 use wasm_bindgen::prelude::*;
 
+use crate::ModelConfig;
 use crate::error::TesseraError;
 use crate::generation::{Generation, Settings, decode_tokens};
 use crate::interpret;
 use crate::model::Model;
 use crate::trust::{Claimed, Policy, Redraw, Verdict};
+use crate::weights::stream::StreamedWeights;
 
 fn js_error(e: TesseraError) -> JsValue {
     let err = js_sys::Error::new(&e.to_string());
@@ -68,16 +70,22 @@ pub struct Engine {
     fallback_reason: Option<String>,
 }
 
+/// A model whose weights arrive file by file and piece by piece (the worker's downloads and its model cache):
+/// each tensor goes to the device the moment its last byte arrives, so wasm memory never holds a whole file
+/// (`weights::stream`). `beginFile`, `push` the pieces, `endFile`, for each weight file; then `finish`.
 #[wasm_bindgen]
-impl Engine {
-    /// Load a model from `config.json` and `model.safetensors` bytes, checked against `sha256` when given. With
-    /// `prefer_gpu` the model runs on WebGPU when the browser has an adapter, otherwise on the CPU backend.
-    pub async fn load(
-        config: Vec<u8>,
-        weights: Vec<u8>,
-        sha256: Option<String>,
-        prefer_gpu: bool,
-    ) -> Result<Engine, JsValue> {
+pub struct Loader {
+    config: ModelConfig,
+    weights: StreamedWeights,
+    backend: &'static str,
+    fallback_reason: Option<String>,
+}
+
+#[wasm_bindgen]
+impl Loader {
+    /// A loader for the model of `config.json`. With `prefer_gpu` the model runs on WebGPU when the browser
+    /// has an adapter, otherwise on the CPU backend. A config out of bounds is refused here, before any weight.
+    pub async fn start(config: Vec<u8>, prefer_gpu: bool) -> Result<Loader, JsValue> {
         console_error_panic_hook::set_once();
         let (device, backend, fallback_reason) = if prefer_gpu {
             match webgpu().await {
@@ -99,11 +107,49 @@ impl Engine {
                 Some("WebGPU was not requested".to_string()),
             )
         };
-        let model = match &sha256 {
-            Some(expected) => Model::from_bytes_expecting(&config, &weights, expected, &device),
-            None => Model::from_bytes(&config, &weights, &device),
-        }
-        .map_err(js_error)?;
+        let config = ModelConfig::from_json(&config).map_err(js_error)?;
+        let weights = Model::streamed_weights(&config, &device).map_err(js_error)?;
+        Ok(Loader {
+            config,
+            weights,
+            backend,
+            fallback_reason,
+        })
+    }
+
+    /// The weight file `name` begins; with `sha256` (hex) its bytes must hash to it.
+    #[wasm_bindgen(js_name = beginFile)]
+    pub fn begin_file(&mut self, name: &str, sha256: Option<String>) -> Result<(), JsValue> {
+        self.weights
+            .begin_file(name, sha256.as_deref())
+            .map_err(js_error)
+    }
+
+    /// The next piece of the file begun last; a header that cannot load is refused the moment it is complete.
+    pub fn push(&mut self, piece: &[u8]) -> Result<(), JsValue> {
+        self.weights.push(piece).map_err(js_error)
+    }
+
+    /// The file begun last is complete (refused when shorter than its header says or its sha256 is not the
+    /// one given).
+    #[wasm_bindgen(js_name = endFile)]
+    pub fn end_file(&mut self) -> Result<(), JsValue> {
+        self.weights.end_file().map_err(js_error)
+    }
+
+    /// The most bytes of one tensor held while its pieces arrived.
+    #[wasm_bindgen(getter, js_name = peakPartialBytes)]
+    pub fn peak_partial_bytes(&self) -> f64 {
+        self.weights.peak_partial_bytes() as f64
+    }
+
+    /// The engine, once every weight file has ended; a Janus model takes its `tokenizer.json` bytes.
+    pub fn finish(self, tokenizer: Option<Vec<u8>>) -> Result<Engine, JsValue> {
+        let model = Model::from_streamed(self.config, self.weights).map_err(js_error)?;
+        let model = match tokenizer {
+            Some(json) => model.with_tokenizer(&json).map_err(js_error)?,
+            None => model,
+        };
         Ok(Engine {
             state: RefCell::new(State {
                 model: Arc::new(model),
@@ -111,11 +157,26 @@ impl Engine {
                 verifying: None,
             }),
             policy: RefCell::new(Policy::default_policy()),
-            backend: backend.into(),
-            fallback_reason,
+            backend: self.backend.into(),
+            fallback_reason: self.fallback_reason,
         })
     }
+}
 
+impl Engine {
+    /// The generation in progress, out of the state while a step awaits (no borrow is held across an
+    /// await); the caller puts it back.
+    fn take_generation(&self) -> Result<Generation, JsValue> {
+        self.state
+            .borrow_mut()
+            .generation
+            .take()
+            .ok_or_else(|| JsValue::from_str("no generation started"))
+    }
+}
+
+#[wasm_bindgen]
+impl Engine {
     /// Traps the engine the way a bug would: a panic while the generation state is borrowed, after which
     /// every call would fail. For tests and for people who script the page, as `lose-device` is for a
     /// driver reset: the worker reports the crash and the page restarts the engine on the same model.
@@ -144,7 +205,7 @@ impl Engine {
         self.fallback_reason.clone()
     }
 
-    /// `{modelId, sha256, parameters, weightBytes, imageSize, grid, trained, family, defaults}`, where
+    /// `{modelId, sha256, parameters, weightBytes, imageSize, grid, trained, family, rowsFinal, defaults}`, where
     /// `defaults` is `{temperature, topP, guidance, keep}`, the model's own: what `start` uses for a setting
     /// it is not given.
     pub fn info(&self) -> JsValue {
@@ -159,6 +220,12 @@ impl Engine {
         set(&o, "grid", c.grid() as u32);
         set(&o, "trained", c.trained);
         set(&o, "family", c.family.name());
+        // Whether each token row decodes to final pixels as it is drawn, or the image needs previews.
+        set(
+            &o,
+            "rowsFinal",
+            matches!(s.model.codec, crate::model::Codec::Streaming(_)),
+        );
         let d = c.default_settings();
         let defaults = Object::new();
         set(&defaults, "temperature", d.temperature);
@@ -238,12 +305,7 @@ impl Engine {
     /// Sample the next token. Resolves to `{index, token, total}` plus, when the token finished a row,
     /// `{row, y0, height, rgba}` (a `Uint8ClampedArray` band, full width); `null` once the image is complete.
     pub async fn step(&self) -> Result<JsValue, JsValue> {
-        let mut generation = self
-            .state
-            .borrow_mut()
-            .generation
-            .take()
-            .ok_or_else(|| JsValue::from_str("no generation started"))?;
+        let mut generation = self.take_generation()?;
         let result = generation.step().await;
         let total = generation.total_tokens();
         self.state.borrow_mut().generation = Some(generation);
@@ -264,6 +326,26 @@ impl Engine {
                 Uint8ClampedArray::from(rgba(&band.rgb).as_slice()),
             );
         }
+        Ok(o.into())
+    }
+
+    /// For a model whose codec decodes only whole grids (`info().rowsFinal` false): the picture so far, each
+    /// cell not yet drawn a neutral placeholder, as `{rows, rgba}` (`rows`: token rows drawn; `rgba` the whole
+    /// image); a generation stopped after it keeps these pixels. `null` for a streaming codec or a finished image.
+    pub async fn preview(&self) -> Result<JsValue, JsValue> {
+        let mut generation = self.take_generation()?;
+        let result = generation.preview().await;
+        self.state.borrow_mut().generation = Some(generation);
+        let Some(preview) = result.map_err(js_error)? else {
+            return Ok(JsValue::NULL);
+        };
+        let o = Object::new();
+        set(&o, "rows", preview.rows as u32);
+        set(
+            &o,
+            "rgba",
+            Uint8ClampedArray::from(rgba(&preview.rgb).as_slice()),
+        );
         Ok(o.into())
     }
 
@@ -348,6 +430,12 @@ impl Engine {
 
 /// `{format, width, height}` of an image from its header alone, after the size checks every image given
 /// to the engine passes (`crate::image_input`); throws a `BadImage` error naming the limit otherwise.
+/// The size of this wasm instance's memory, in bytes: it only grows, so after a load it is the load's peak.
+#[wasm_bindgen(js_name = wasmMemoryBytes)]
+pub fn wasm_memory_bytes() -> f64 {
+    (core::arch::wasm32::memory_size(0) * 65536) as f64
+}
+
 #[wasm_bindgen(js_name = probeImage)]
 pub fn probe_image(bytes: &[u8]) -> Result<JsValue, JsValue> {
     let (format, width, height) = crate::image_input::probe(bytes).map_err(js_error)?;

@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { launchChromium, serverAndBrowser, ROOT } from './browser.mjs';
-import { openPage, status, turns, ready, send, finalState, statusMatching } from './page.mjs';
+import { openPage, status, turns, ready, send, finalState, statusMatching, pngPixels } from './page.mjs';
 
 const MICRO = 'models/tessera-micro/';
 const TINY = 'models/tessera-tiny/';
@@ -86,13 +86,7 @@ test('loads on WebGPU with no console errors, streams every row, and matches the
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  const native = await page.evaluate(async (bytes) => {
-    const bitmap = await createImageBitmap(new Blob([new Uint8Array(bytes)], { type: 'image/png' }));
-    const c = new OffscreenCanvas(bitmap.width, bitmap.height);
-    const ctx = c.getContext('2d');
-    ctx.drawImage(bitmap, 0, 0);
-    return Array.from(ctx.getImageData(0, 0, c.width, c.height).data);
-  }, [...pngBytes]);
+  const native = await pngPixels(page, pngBytes);
   const browserPixels = await canvasPixels(page, 0);
   const worst = browserPixels.reduce((m, v, i) => Math.max(m, Math.abs(v - native[i])), 0);
   assert.ok(worst <= 2, `browser (WebGPU) and native (CPU) images differ by ${worst} levels`);

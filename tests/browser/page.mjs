@@ -56,3 +56,14 @@ export async function finalState(page, index) {
   }, index, { timeout: 300_000 });
   return turns(page).nth(index).getAttribute('data-state');
 }
+
+/** The RGBA pixels of PNG `bytes`, decoded by the browser of `page`. */
+export async function pngPixels(page, bytes) {
+  return page.evaluate(async (b) => {
+    const bitmap = await createImageBitmap(new Blob([new Uint8Array(b)], { type: 'image/png' }));
+    const c = new OffscreenCanvas(bitmap.width, bitmap.height);
+    const ctx = c.getContext('2d');
+    ctx.drawImage(bitmap, 0, 0);
+    return Array.from(ctx.getImageData(0, 0, c.width, c.height).data);
+  }, [...bytes]);
+}

@@ -78,13 +78,8 @@ fn a_bf16_pickle_computes_what_its_values_give_in_f32() {
     prefill_matches(&load(&dir), 0.5);
 }
 
-/// `tessera convert` of the pickle with 1 MiB shards: several shards, their index and sha256 list, only
-/// the tensors the image half reads, and the same model (bit for bit) when loaded; `--dtype f16` loads too.
-#[test]
-fn convert_writes_shards_that_load_as_the_same_model() {
-    let src = folder("convert-src", "pytorch_model.bin", &pickle("f32"));
-    let scratch = temp_dir("convert-out");
-    let out = scratch.join("janus-tiny");
+/// `tessera convert src out --shard-mib 1`: a folder of 1 MiB shards, their index and sha256 list.
+pub(crate) fn convert_to_shards(src: &Path, out: &Path) {
     let run = tessera(&[
         "convert",
         src.to_str().unwrap(),
@@ -93,6 +88,16 @@ fn convert_writes_shards_that_load_as_the_same_model() {
         "1",
     ]);
     assert!(run.ok, "{}", run.stderr);
+}
+
+/// `tessera convert` of the pickle with 1 MiB shards: several shards, their index and sha256 list, only
+/// the tensors the image half reads, and the same model (bit for bit) when loaded; `--dtype f16` loads too.
+#[test]
+fn convert_writes_shards_that_load_as_the_same_model() {
+    let src = folder("convert-src", "pytorch_model.bin", &pickle("f32"));
+    let scratch = temp_dir("convert-out");
+    let out = scratch.join("janus-tiny");
+    convert_to_shards(&src, &out);
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("model.safetensors.index.json")).unwrap())
             .unwrap();

@@ -436,3 +436,65 @@ fn the_command_line_runs_a_janus_folder() {
         edit.stderr
     );
 }
+
+/// Previews of a codec that is not row-causal: after each token row the whole grid decodes with the cells
+/// not yet drawn at the codebook's most central code; they leave the tokens as they were, the last one is
+/// what a generation stopped there keeps, a finished image has none, and a streaming codec never gives one.
+#[test]
+fn previews_show_the_grid_so_far_without_changing_it() {
+    let (c, model) = (fixture(), load(&Device::flex()));
+    let prompt = ints(&c["prompt_ids"].1);
+    let settings = Settings {
+        seed: 5,
+        ..model.config.default_settings()
+    };
+    let run = |with_previews: bool| {
+        let mut g =
+            Generation::from_prompt_ids(model.clone(), "janus-tiny", &prompt, settings.clone())
+                .unwrap();
+        let mut previews = Vec::new();
+        while pollster::block_on(g.step()).unwrap().is_some() {
+            if with_previews && g.tokens().len().is_multiple_of(4) {
+                previews.extend(pollster::block_on(g.preview()).unwrap());
+            }
+        }
+        (g.tokens().to_vec(), previews)
+    };
+    let (plain, _) = run(false);
+    let (tokens, previews) = run(true);
+    assert_eq!(tokens, plain, "previews change nothing the model draws");
+    assert_eq!(
+        previews.iter().map(|p| p.rows).collect::<Vec<_>>(),
+        vec![1, 2, 3],
+        "one after each row but the last, none once the image is complete"
+    );
+    // A preview is the full decode of the drawn rows and the neutral code elsewhere.
+    let mut g = Generation::from_prompt_ids(model.clone(), "janus-tiny", &prompt, settings.clone())
+        .unwrap();
+    for _ in 0..8 {
+        pollster::block_on(g.step()).unwrap();
+    }
+    let preview = pollster::block_on(g.preview()).unwrap().unwrap();
+    assert_eq!(preview, previews[1]);
+    let Codec::Vq16(vq) = &model.codec else {
+        panic!("janus-tiny decodes with VQ-16")
+    };
+    let neutral = pollster::block_on(read_ints(vq.neutral_code())).unwrap()[0] as u32;
+    let mut grid = g.tokens().to_vec();
+    grid.resize(16, neutral);
+    let decoded = pollster::block_on(tessera::generation::decode_tokens(&model, &grid)).unwrap();
+    assert_eq!(preview.rgb, decoded);
+    // Stopped here, the image kept is the preview.
+    let png = g.png(None);
+    let image = image::load_from_memory(&png).unwrap().to_rgb8();
+    assert_eq!(image.as_raw(), &preview.rgb);
+
+    let micro = Model::load_dir(&root().join("models/tessera-micro"), &Device::flex()).unwrap();
+    let mut g =
+        Generation::new(Arc::new(micro), "a red circle", None, Settings::default()).unwrap();
+    pollster::block_on(g.step()).unwrap();
+    assert!(
+        pollster::block_on(g.preview()).unwrap().is_none(),
+        "rows are final"
+    );
+}

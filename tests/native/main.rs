@@ -11,3 +11,4 @@ mod credentials;
 mod engine;
 mod janus;
 mod parity;
+mod streamed;

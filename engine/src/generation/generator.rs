@@ -31,6 +31,15 @@ pub struct Band {
     pub rgb: Vec<u8>,
 }
 
+/// The whole picture as far as it is drawn, for a codec that decodes only whole grids.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Preview {
+    /// Token rows sampled so far (the rows below them are placeholders).
+    pub rows: usize,
+    /// RGB bytes of the whole image.
+    pub rgb: Vec<u8>,
+}
+
 /// What one step produced.
 #[derive(Clone, Debug)]
 pub struct Step {
@@ -306,6 +315,40 @@ impl Generation {
             _ => None,
         };
         Ok(Some(Step { index, token, band }))
+    }
+
+    /// For a codec that decodes only whole grids (Janus's VQ-16): the grid decoded now, each cell not yet
+    /// sampled filled with the codebook's most central code, so the picture so far can be shown (and is kept,
+    /// as [`Generation::png`]'s pixels, when the generation stops here). `None` for a streaming codec, whose
+    /// rows are final as they come, and once the image is complete.
+    pub async fn preview(&mut self) -> Result<Option<Preview>> {
+        let Codec::Vq16(vq) = &self.model.codec else {
+            return Ok(None);
+        };
+        if self.is_done() {
+            return Ok(None);
+        }
+        let (grid, total) = (self.model.config.grid(), self.model.config.image_tokens());
+        let device = self.model.device();
+        let drawn: Vec<i64> = self.tokens.iter().map(|&x| x as i64).collect();
+        let placeholders = vq.neutral_code().repeat_dim(1, total - drawn.len()); // [1, total − n]
+        let ids = match drawn.len() {
+            0 => placeholders,
+            n => Tensor::cat(
+                vec![
+                    Tensor::<2, Int>::from_data(TensorData::new(drawn, [1, n]), device),
+                    placeholders,
+                ],
+                1,
+            ),
+        };
+        let pixels = self.model.codec.decode(ids, grid); // [1, 3, H, W]
+        let [_, _, h, w] = pixels.dims();
+        self.rgb = tensor_values_to_rgb(&read_floats(pixels).await?, h, w);
+        Ok(Some(Preview {
+            rows: self.tokens.len() / grid,
+            rgb: self.rgb.clone(),
+        }))
     }
 
     /// Run the prompt through the transformer → hidden state of its last position `[batch, D]`.

@@ -5,6 +5,6 @@ pub mod generator;
 pub mod prompt;
 pub mod sampler;
 
-pub use generator::{Band, Generation, Step, decode_tokens, sign_glyphs};
+pub use generator::{Band, Generation, Preview, Step, decode_tokens, sign_glyphs};
 pub use prompt::{EditLayout, Prompt, Segment};
 pub use sampler::Settings;

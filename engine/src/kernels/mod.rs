@@ -20,7 +20,7 @@ use burn::nn::{Linear, RmsNorm};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::model::kv_cache::{Buffers, LayerCache};
-use crate::weights::WeightStore;
+use crate::weights::{Take, WeightStore};
 use host_products::HostLinear;
 
 #[cfg(gpu_kernels)]
@@ -94,9 +94,13 @@ impl Dense {
     ) -> Self {
         let weight_name = format!("{name}.weight");
         if w.probing() {
-            w.check(&weight_name, &[d_out, d_in]);
+            let (weight_take, bias_take) = match on_host(w.device()) {
+                true => (Take::HostStored, Take::HostValues),
+                false => (Take::DeviceTransposed, Take::Device),
+            };
+            w.declare(&weight_name, &[d_out, d_in], weight_take);
             if bias {
-                w.check(&format!("{name}.bias"), &[d_out]);
+                w.declare(&format!("{name}.bias"), &[d_out], bias_take);
             }
             return Dense {
                 linear: None,

@@ -21,9 +21,10 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Family, ModelConfig, VqKind};
 use crate::error::{Result, TesseraError};
+use crate::weights::stream::StreamedWeights;
 use crate::weights::{
-    KeyTable, TensorMap, TensorSource, WeightStore, WeightsError, check_header, probe_names,
-    safetensors_source, to_safetensors,
+    KeyTable, TensorMap, TensorSource, WeightStore, WeightsError, check_header, probe, probe_names,
+    to_safetensors,
 };
 use transformer::Transformer;
 use vq::{DecoderState, Vq};
@@ -144,6 +145,16 @@ pub(crate) fn check_sha256(found: &str, expected: &str) -> Result<()> {
     }
 }
 
+/// The identity of weight files from their sha256 list (`<hex>  <file>` lines): the one file's sha256,
+/// or the list's own.
+pub(crate) fn list_identity(list: &str, files: usize, bytes: u64) -> WeightsIdentity {
+    let sha256 = match files {
+        1 => list[..64].to_string(),
+        _ => hex(&Sha256::digest(list.as_bytes())),
+    };
+    WeightsIdentity { sha256, bytes }
+}
+
 /// What identifies a model's weights: their sha256 (`Model::sha256`) and size.
 #[derive(Clone, Debug)]
 pub struct WeightsIdentity {
@@ -158,40 +169,32 @@ impl Model {
         Self::from_config(ModelConfig::from_json(config_json)?, weights, device)
     }
 
+    /// A whole file's bytes load as a stream of one piece: the same checks, and each tensor prepared straight
+    /// from the bytes in hand.
     pub fn from_config(config: ModelConfig, weights: &[u8], device: &Device) -> Result<Self> {
-        Self::from_weight_bytes(config, weights, None, device)
+        let mut streamed = Self::streamed_weights(&config, device)?;
+        streamed.begin_file(crate::weights::stream::SINGLE_FILE, None)?;
+        streamed.push(weights)?;
+        streamed.end_file()?;
+        Self::from_streamed(config, streamed)
     }
 
-    /// [`Model::from_bytes`] for weights that must have the sha256 `expected` (hex), checked once their
-    /// header has passed (a file that cannot load is refused without hashing it).
-    pub fn from_bytes_expecting(
-        config_json: &[u8],
-        weights: &[u8],
-        expected: &str,
-        device: &Device,
-    ) -> Result<Self> {
-        let config = ModelConfig::from_json(config_json)?;
-        Self::from_weight_bytes(config, weights, Some(expected), device)
+    /// Where the weights of `config`'s model go as their bytes arrive (`weights::stream`), prepared for
+    /// `device`; a config out of bounds is refused before any byte.
+    pub fn streamed_weights(config: &ModelConfig, device: &Device) -> Result<StreamedWeights> {
+        config.validate().map_err(TesseraError::Config)?;
+        let keys = keys(config);
+        let layout = probe(device, keys, |w| {
+            build(config, w);
+        });
+        Ok(StreamedWeights::new(layout, keys, device))
     }
 
-    fn from_weight_bytes(
-        config: ModelConfig,
-        weights: &[u8],
-        expected: Option<&str>,
-        device: &Device,
-    ) -> Result<Self> {
-        let source = safetensors_source(weights)?;
-        let identity = || {
-            let sha256 = sha256_hex(weights);
-            if let Some(expected) = expected {
-                check_sha256(&sha256, expected)?;
-            }
-            Ok(WeightsIdentity {
-                sha256,
-                bytes: weights.len() as u64,
-            })
-        };
-        Self::from_source(config, &source, identity, device)
+    /// The model built from weights whose every file has arrived.
+    pub fn from_streamed(config: ModelConfig, weights: StreamedWeights) -> Result<Self> {
+        let identity = weights.identity()?;
+        let device = weights.device().clone();
+        Self::from_source(config, &weights, || Ok(identity), &device)
     }
 
     /// Build `config`'s model from the tensors of `source`, read one at a time. The config's bounds and
@@ -260,11 +263,6 @@ impl Model {
         tokenizer.fill_in(janus);
         self.tokenizer = Some(tokenizer);
         Ok(self)
-    }
-
-    /// Check `weights` against an expected sha256 (hex) before loading them.
-    pub fn verify_sha256(weights: &[u8], expected: &str) -> Result<()> {
-        check_sha256(&sha256_hex(weights), expected)
     }
 
     /// Every tensor the architecture of `config` needs: name → shape (torch layout), the loader's table.

@@ -278,6 +278,15 @@ impl Vq16 {
         nearest_codes(self.encode_latent(img), self.codebook.val())
     }
 
+    /// The code nearest the codebook's centre `[1, 1]`: what a preview puts where nothing is drawn yet, the
+    /// least committal of the codes.
+    pub fn neutral_code(&self) -> Tensor<2, Int> {
+        let codebook = self.codebook.val(); // [K, D], rows unit length
+        let [_, d] = codebook.dims();
+        let centre = codebook.clone().mean_dim(0).reshape([d, 1]);
+        codebook.matmul(centre).argmax(0) // [1, 1]
+    }
+
     /// The normalised codes of `indices` `[B, h·w]` → `[B, code_dim, h, w]`.
     pub fn codes(&self, indices: Tensor<2, Int>, grid_w: usize) -> Tensor<4> {
         lookup_codes(self.codebook.val(), indices, grid_w)

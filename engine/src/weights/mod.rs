@@ -1,11 +1,16 @@
 //! Loading weights, with every tensor's name and shape checked against the architecture the config
-//! describes, from any [`TensorSource`]: safetensors bytes in memory (the browser), or natively the files of
-//! a model folder read one tensor at a time (`crate::checkpoint`).
+//! describes, from any [`TensorSource`]: natively the files of a model folder read one tensor at a time
+//! (`crate::checkpoint`), bytes as they arrive ([`stream`]: the browser, and whole files in memory), or a
+//! parsed safetensors buffer.
 //!
 //! Model code asks a [`WeightStore`] for each tensor by name and expected shape, in torch layout (`Linear`
 //! weights `[out, in]`, convolutions `[out, in, kh, kw]`); the store records every problem instead of
 //! stopping at the first, and [`WeightStore::finish`] reports them all, together with any tensor the
-//! architecture never asked for.
+//! architecture never asked for. Bytes that arrive a piece at a time (the browser's downloads) go through
+//! [`stream::StreamedWeights`], which prepares each tensor in the form the build takes it as soon as its bytes
+//! are complete, so no whole file is ever held.
+
+pub mod stream;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -158,6 +163,34 @@ pub fn check_header(
     store.finish()
 }
 
+/// What is wrong with the checkpoint's tensor `name` (`found`: its dtype and shape, `None` when absent) where
+/// the architecture needs `expected`, if anything.
+pub(crate) fn problem(
+    name: &str,
+    expected: &[usize],
+    found: Option<&(Dtype, Vec<usize>)>,
+) -> Option<TensorProblem> {
+    let name = name.to_string();
+    match found {
+        None => Some(TensorProblem::Missing {
+            name,
+            expected: expected.to_vec(),
+        }),
+        Some((_, found)) if found != expected => Some(TensorProblem::Shape {
+            name,
+            expected: expected.to_vec(),
+            found: found.clone(),
+        }),
+        Some((dtype, _)) if !matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) => {
+            Some(TensorProblem::Dtype {
+                name,
+                dtype: format!("{dtype:?}"),
+            })
+        }
+        Some(_) => None,
+    }
+}
+
 fn summarize(problems: &[TensorProblem]) -> String {
     let shown: Vec<String> = problems.iter().take(3).map(ToString::to_string).collect();
     match problems.len() {
@@ -194,6 +227,64 @@ pub trait TensorSource {
     fn info(&self, name: &str) -> Option<(Dtype, Vec<usize>)>;
     /// A tensor's values: row-major, little-endian bytes of its dtype. An error names the file.
     fn read(&self, name: &str) -> Result<Cow<'_, [u8]>, String>;
+    /// The tensor already in the form the build takes it (a streamed load prepares each as it arrives),
+    /// handed over once; `None` where it is to be [`read`](TensorSource::read).
+    fn take(&self, _name: &str) -> Option<Prepared> {
+        None
+    }
+}
+
+/// How the model's build takes a tensor: recorded when an architecture is probed ([`probe`]), so a streamed
+/// load can prepare each tensor that way the moment its bytes are complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Take {
+    /// On the model's device, in the checkpoint's layout.
+    Device,
+    /// On the model's device, a 2-D `[rows, cols]` tensor transposed to `[cols, rows]`.
+    DeviceTransposed,
+    /// On the host, decoded to f32.
+    HostValues,
+    /// On the host, as the checkpoint stores it (the CPU kernels pack f16 and bf16 as they are).
+    HostStored,
+}
+
+/// A tensor prepared the way the build takes it ([`Take`]).
+pub enum Prepared {
+    /// Flat on the device: the checkpoint's layout, or the transposed one for [`Take::DeviceTransposed`].
+    Device(Box<Tensor<1>>),
+    HostValues(Vec<f32>),
+    HostStored {
+        dtype: Dtype,
+        bytes: Vec<u8>,
+    },
+}
+
+impl Prepared {
+    /// `bytes` (little-endian `dtype`, checked against `shape` by the caller) prepared as `take` asks.
+    pub fn new(take: Take, dtype: Dtype, shape: &[usize], bytes: &[u8], device: &Device) -> Self {
+        match take {
+            Take::Device => Prepared::device(decode(dtype, bytes), device),
+            Take::DeviceTransposed => {
+                let [rows, cols] = shape else {
+                    unreachable!("only 2-D tensors are taken transposed")
+                };
+                Prepared::device(transposed(dtype, bytes, *rows, *cols), device)
+            }
+            Take::HostValues => Prepared::HostValues(decode(dtype, bytes)),
+            Take::HostStored => Prepared::HostStored {
+                dtype,
+                bytes: bytes.to_vec(),
+            },
+        }
+    }
+
+    fn device(values: Vec<f32>, device: &Device) -> Self {
+        let n = values.len();
+        Prepared::Device(Box::new(Tensor::from_data(
+            TensorData::new(values, [n]),
+            device,
+        )))
+    }
 }
 
 impl TensorSource for SafeTensors<'_> {
@@ -216,7 +307,8 @@ impl TensorSource for SafeTensors<'_> {
     }
 }
 
-/// Parse safetensors bytes (a whole file) as a [`TensorSource`].
+/// Parse safetensors bytes (a whole file) as a [`TensorSource`] read in place (tests wrap it; models load
+/// bytes in memory through [`stream`]).
 pub fn safetensors_source(bytes: &[u8]) -> Result<SafeTensors<'_>, WeightsError> {
     SafeTensors::deserialize(bytes).map_err(|e| WeightsError::Corrupt(e.to_string()))
 }
@@ -229,6 +321,8 @@ pub struct WeightStore<'a> {
     source: Option<&'a dyn TensorSource>,
     keys: KeyTable,
     taken: BTreeSet<String>,
+    /// How the build took each tensor (checkpoint names), for [`probe`].
+    takes: BTreeMap<String, Take>,
     problems: Vec<TensorProblem>,
     /// Values of the tensors handed out so far.
     parameters: usize,
@@ -247,6 +341,7 @@ impl<'a> WeightStore<'a> {
             source,
             keys,
             taken: BTreeSet::new(),
+            takes: BTreeMap::new(),
             problems: Vec::new(),
             parameters: 0,
             device: device.clone(),
@@ -272,49 +367,79 @@ impl<'a> WeightStore<'a> {
     /// can go on and every problem is found in one pass.
     pub fn tensor<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Tensor<D> {
         if self.probing() {
-            self.check(name, &shape);
+            self.declare(name, &shape, Take::Device);
             return Tensor::zeros([1; D], &self.device);
         }
-        let values = self.values(name, &shape);
-        Tensor::from_data(TensorData::new(values, shape), &self.device)
+        match self.fetch(name, &shape, Take::Device) {
+            Some(Fetched::Prepared(Prepared::Device(t))) => t.reshape(shape),
+            fetched => {
+                let values = self.host_values(name, fetched, &shape);
+                Tensor::from_data(TensorData::new(values, shape), &self.device)
+            }
+        }
     }
 
     /// The 2-D tensor `name`, checked to have `shape` = `[rows, cols]`, returned transposed (`[cols, rows]`)
     /// and contiguous.
     pub fn tensor_transposed(&mut self, name: &str, shape: [usize; 2]) -> Tensor<2> {
+        let [rows, cols] = shape;
         if self.probing() {
-            self.check(name, &shape);
+            self.declare(name, &shape, Take::DeviceTransposed);
             return Tensor::zeros([1, 1], &self.device);
         }
-        let [rows, cols] = shape;
-        let mut t = vec![0.0; rows * cols];
-        if let Some(Stored { dtype, bytes }) = self.stored(name, &shape) {
-            let values = decode(dtype, &bytes);
-            for r in 0..rows {
-                for c in 0..cols {
-                    t[c * rows + r] = values[r * cols + c];
-                }
+        let t = match self.fetch(name, &shape, Take::DeviceTransposed) {
+            Some(Fetched::Prepared(Prepared::Device(t))) => return t.reshape([cols, rows]),
+            Some(Fetched::Stored(Stored { dtype, bytes })) => transposed(dtype, &bytes, rows, cols),
+            Some(Fetched::Prepared(other)) => {
+                self.wrongly_prepared(name, &other);
+                vec![0.0; rows * cols]
             }
-        }
+            None => vec![0.0; rows * cols],
+        };
         Tensor::from_data(TensorData::new(t, [cols, rows]), &self.device)
     }
 
     /// The values of the engine's tensor `name`, checked to have `shape`, decoded to f32; zeros (and a
     /// recorded problem) where it cannot be had.
     pub fn values(&mut self, name: &str, shape: &[usize]) -> Vec<f32> {
-        match self.stored(name, shape) {
-            Some(Stored { dtype, bytes }) => decode(dtype, &bytes),
-            None => vec![0.0; shape.iter().product()],
-        }
+        let fetched = self.fetch(name, shape, Take::HostValues);
+        self.host_values(name, fetched, shape)
     }
 
     /// The engine's tensor `name` (the checkpoint's name for it from the key table) as stored, checked to
     /// have `shape` and a float dtype; `None` after recording the problem.
     pub fn stored(&mut self, name: &str, shape: &[usize]) -> Option<Stored<'a>> {
+        match self.fetch(name, shape, Take::HostStored)? {
+            Fetched::Stored(stored) => Some(stored),
+            Fetched::Prepared(Prepared::HostStored { dtype, bytes }) => Some(Stored {
+                dtype,
+                bytes: Cow::Owned(bytes),
+            }),
+            Fetched::Prepared(other) => {
+                self.wrongly_prepared(name, &other);
+                None
+            }
+        }
+    }
+
+    /// Records, while probing, that the build takes the tensor `name` of `shape` as `take` (for builders that
+    /// probe without taking the tensor itself).
+    pub fn declare(&mut self, name: &str, shape: &[usize], take: Take) {
+        self.takes.insert((self.keys.checkpoint_name)(name), take);
+        self.check(name, shape);
+    }
+
+    /// The tensor `name`, checked to have `shape`: as its source prepared it, else its stored bytes; `None`
+    /// after recording the problem.
+    fn fetch(&mut self, name: &str, shape: &[usize], take: Take) -> Option<Fetched<'a>> {
+        self.takes.insert((self.keys.checkpoint_name)(name), take);
         let (name, dtype) = self.check(name, shape)?;
         let source = self.source?;
+        if let Some(prepared) = source.take(&name) {
+            return Some(Fetched::Prepared(prepared));
+        }
         match source.read(&name) {
-            Ok(bytes) => Some(Stored { dtype, bytes }),
+            Ok(bytes) => Some(Fetched::Stored(Stored { dtype, bytes })),
             Err(reason) => {
                 self.problems
                     .push(TensorProblem::Unreadable { name, reason });
@@ -323,34 +448,50 @@ impl<'a> WeightStore<'a> {
         }
     }
 
+    /// A fetched tensor's values on the host; zeros where it could not be had.
+    fn host_values(&mut self, name: &str, fetched: Option<Fetched>, shape: &[usize]) -> Vec<f32> {
+        match fetched {
+            Some(Fetched::Stored(Stored { dtype, bytes })) => decode(dtype, &bytes),
+            Some(Fetched::Prepared(Prepared::HostValues(values))) => values,
+            Some(Fetched::Prepared(Prepared::HostStored { dtype, bytes })) => decode(dtype, &bytes),
+            Some(Fetched::Prepared(other)) => {
+                self.wrongly_prepared(name, &other);
+                vec![0.0; shape.iter().product()]
+            }
+            None => vec![0.0; shape.iter().product()],
+        }
+    }
+
+    /// A source prepared `name` otherwise than the build takes it: an engine bug, reported as a problem with
+    /// the tensor rather than a panic.
+    fn wrongly_prepared(&mut self, name: &str, prepared: &Prepared) {
+        let form = match prepared {
+            Prepared::Device(_) => "on the device",
+            Prepared::HostValues(_) => "as host values",
+            Prepared::HostStored { .. } => "as stored bytes",
+        };
+        self.problems.push(TensorProblem::Unreadable {
+            name: (self.keys.checkpoint_name)(name),
+            reason: format!("it was prepared {form}, which is not how this model takes it"),
+        });
+    }
+
     /// What [`WeightStore::stored`] checks, without reading the tensor: its checkpoint name and dtype, or
     /// `None` after recording the problem.
     pub fn check(&mut self, name: &str, shape: &[usize]) -> Option<(String, Dtype)> {
         let name = (self.keys.checkpoint_name)(name);
         self.taken.insert(name.clone());
-        let problem = match self.source.and_then(|s| s.info(&name)) {
-            None => TensorProblem::Missing {
-                name,
-                expected: shape.to_vec(),
-            },
-            Some((_, found)) if found != shape => TensorProblem::Shape {
-                name,
-                expected: shape.to_vec(),
-                found,
-            },
-            Some((dtype, _)) if !matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) => {
-                TensorProblem::Dtype {
-                    name,
-                    dtype: format!("{dtype:?}"),
-                }
+        let found = self.source.and_then(|s| s.info(&name));
+        match problem(&name, shape, found.as_ref()) {
+            Some(problem) => {
+                self.problems.push(problem);
+                None
             }
-            Some((dtype, _)) => {
+            None => {
                 self.parameters += shape.iter().product::<usize>();
-                return Some((name, dtype));
+                Some((name, found.map(|(dtype, _)| dtype)?))
             }
-        };
-        self.problems.push(problem);
-        None
+        }
     }
 
     /// All problems found while building, plus tensors the architecture never asked for (except those the
@@ -381,6 +522,24 @@ impl<'a> WeightStore<'a> {
 pub struct Stored<'a> {
     pub dtype: Dtype,
     pub bytes: Cow<'a, [u8]>,
+}
+
+/// A tensor as a [`TensorSource`] gives it: prepared, or to be decoded.
+enum Fetched<'a> {
+    Prepared(Prepared),
+    Stored(Stored<'a>),
+}
+
+/// `[rows, cols]` little-endian `dtype` bytes → f32 values `[cols, rows]`.
+fn transposed(dtype: Dtype, bytes: &[u8], rows: usize, cols: usize) -> Vec<f32> {
+    let values = decode(dtype, bytes);
+    let mut t = vec![0.0; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = values[r * cols + c];
+        }
+    }
+    t
 }
 
 /// Little-endian F32, F16 or BF16 bytes → f32 values (the store hands out no other dtype).
@@ -450,13 +609,29 @@ pub fn probe_names(
     keys: KeyTable,
     build: impl FnOnce(&mut WeightStore),
 ) -> BTreeMap<String, Vec<usize>> {
+    probe(device, keys, build)
+        .into_iter()
+        .map(|(name, (shape, _))| (name, shape))
+        .collect()
+}
+
+/// The checkpoint name (under `keys`), shape and [`Take`] of every tensor a builder asks for on `device`.
+pub fn probe(
+    device: &Device,
+    keys: KeyTable,
+    build: impl FnOnce(&mut WeightStore),
+) -> BTreeMap<String, (Vec<usize>, Take)> {
     let mut store = WeightStore::with_source(None, keys, device);
     build(&mut store);
+    let takes = std::mem::take(&mut store.takes);
     store
         .problems
         .into_iter()
         .filter_map(|p| match p {
-            TensorProblem::Missing { name, expected } => Some((name, expected)),
+            TensorProblem::Missing { name, expected } => {
+                let take = takes.get(&name).copied().unwrap_or(Take::Device);
+                Some((name, (expected, take)))
+            }
             _ => None,
         })
         .collect()

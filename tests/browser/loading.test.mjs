@@ -1,0 +1,73 @@
+// Weights stream into the engine as they arrive, driven through the worker's own protocol: an untrained
+// model of the default architecture (`tessera init --preset default --dtype f16`, 28 MB) loads on WebGPU
+// (SwiftShader) with wasm memory a fraction of the file, each tensor uploaded as its bytes complete, and on the
+// CPU backend with about one copy of it (the packed weights themselves); a whole-file load would hold the file
+// in wasm memory besides. Real headless Chromium; the figures are the engine's own (printed).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { serverAndBrowser, ROOT } from './browser.mjs';
+import { openPage } from './page.mjs';
+
+const env = serverAndBrowser();
+
+/** The worker loads `url` (`preferGpu` or not) and answers READY or ERROR. */
+async function loadInWorker(url, preferGpu) {
+  const { page, context } = await openPage(env.browser, env.server, '/www/protocol.js');
+  try {
+    return await page.evaluate(([source, gpu]) => new Promise((resolve) => {
+      const worker = new Worker('/www/worker.js', { type: 'module' });
+      worker.onmessage = ({ data }) => {
+        if (data.type === 'ready' || data.type === 'error') resolve(data);
+      };
+      worker.postMessage({ type: 'load', source: { url: source }, preferGpu: gpu });
+    }), [url, preferGpu]);
+  } finally {
+    await context.close();
+  }
+}
+
+/** The stored bytes of the largest tensor in safetensors `bytes`. */
+function largestTensorBytes(bytes) {
+  const length = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + length).toString());
+  return Math.max(...Object.entries(header).filter(([k]) => k !== '__metadata__').map(([, t]) => t.data_offsets[1] - t.data_offsets[0]));
+}
+
+test('a 28 MB model streams into WebGPU without wasm holding the file, and into the CPU backend with one copy of it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tessera-streamed-'));
+  try {
+    const cli = process.env.TESSERA_CLI ?? join(ROOT, 'target/debug/tessera');
+    execFileSync(cli, ['init', '--preset', 'default', '--dtype', 'f16', '--out', join(dir, 'model')]);
+    const file = (name) => readFileSync(join(dir, 'model', name));
+    const weights = file('model.safetensors');
+    for (const name of ['config.json', 'model.safetensors', 'model.sha256']) env.server.override(`/streamed/${name}`, file(name));
+
+    const gpu = await loadInWorker('/streamed/', true);
+    assert.equal(gpu.type, 'ready', gpu.message);
+    assert.equal(gpu.backend, 'webgpu');
+    const { loading } = gpu.info;
+    console.log(`WebGPU: ${weights.length} bytes of weights loaded in ${loading.ms.toFixed(0)} ms; wasm memory ${loading.wasmBytesBefore} → ${loading.wasmBytes} bytes, at most ${loading.peakPartialBytes} bytes of one tensor held`);
+    assert.equal(gpu.info.source.bytes, weights.length);
+    assert.ok(loading.peakPartialBytes <= largestTensorBytes(weights), `${loading.peakPartialBytes} bytes of one tensor held`);
+    // A whole-file load copies the file into wasm memory before its first tensor: it grows by the file at least.
+    const grown = loading.wasmBytes - loading.wasmBytesBefore;
+    assert.ok(grown < 0.6 * weights.length, `wasm memory grew by ${grown} bytes for a ${weights.length}-byte file`);
+
+    const cpu = await loadInWorker('/streamed/', false);
+    assert.equal(cpu.type, 'ready', cpu.message);
+    assert.equal(cpu.backend, 'cpu');
+    console.log(`CPU: wasm memory ${cpu.info.loading.wasmBytesBefore} → ${cpu.info.loading.wasmBytes} bytes in ${cpu.info.loading.ms.toFixed(0)} ms`);
+    // The packed weights are about one copy of the file; a whole-file load holds the file besides them.
+    const cpuGrown = cpu.info.loading.wasmBytes - cpu.info.loading.wasmBytesBefore;
+    assert.ok(cpuGrown < 1.6 * weights.length, `wasm memory grew by ${cpuGrown} bytes for a ${weights.length}-byte file`);
+    assert.equal(cpu.info.sha256, gpu.info.sha256);
+  } finally {
+    for (const name of ['config.json', 'model.safetensors', 'model.sha256']) env.server.restore(`/streamed/${name}`);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
