@@ -47,35 +47,12 @@ export function isJanusConfig(config) {
 }
 
 /**
- * The largest tensor in a safetensors file, as the GPU will hold it (f32): `{name, bytes}`. Reads only the
- * header (u64 little-endian length, then JSON); a malformed header is a `BadWeights` error.
+ * Why a model whose largest tensor is `largest` (`{name, bytes}` as the GPU holds it, from the engine's
+ * `modelNeeds`) cannot run on a GPU whose buffers bind at most `limit` bytes, or null when it can. The engine
+ * allocates each weight tensor as one storage buffer, so one larger tensor cannot run there.
  */
-export function largestTensor(weights) {
-  if (weights.length < 8) throw namedError('BadWeights', `model.safetensors is ${weights.length} bytes, too short for a header`);
-  const view = new DataView(weights.buffer, weights.byteOffset, weights.byteLength);
-  const length = Number(view.getBigUint64(0, true));
-  if (length > weights.length - 8) throw namedError('BadWeights', `model.safetensors declares a ${length}-byte header in a ${weights.length}-byte file`);
-  let header;
-  try {
-    header = JSON.parse(new TextDecoder().decode(weights.subarray(8, 8 + length)));
-  } catch (e) {
-    throw namedError('BadWeights', `model.safetensors has an unreadable header (${e.message})`);
-  }
-  let largest = { name: null, bytes: 0 };
-  for (const [name, t] of Object.entries(header)) {
-    if (name === '__metadata__' || !Array.isArray(t?.shape)) continue;
-    const bytes = t.shape.reduce((a, b) => a * b, 1) * 4;
-    if (bytes > largest.bytes) largest = { name, bytes };
-  }
-  return largest;
-}
-
-/**
- * Why these weights cannot run on a GPU whose buffers bind at most `limit` bytes, or null when they can.
- * The engine allocates each weight tensor as one storage buffer, so one larger tensor cannot run there.
- */
-export function bindingProblem(weights, limit) {
-  const { name, bytes } = largestTensor(weights);
+export function bindingProblem(largest, limit) {
+  const { name, bytes } = largest;
   if (!limit || bytes <= limit) return null;
   const mb = (n) => `${(n / 2 ** 20).toFixed(0)} MiB`;
   return `tensor \`${name}\` needs ${mb(bytes)} in one GPU buffer and this GPU binds at most ${mb(limit)}`;

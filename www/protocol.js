@@ -40,6 +40,7 @@ const ADVICE = {
   InvalidSetting: 'Fix the setting shown and try again.',
   BadWeights: 'The model file is damaged or does not fit this app. Reload the page to download it again.',
   BadConfig: 'The model folder is not one this app can load.',
+  ModelTooLarge: 'This model does not fit this browser and device; pick a smaller one (the Model panel), or use a GPU that can hold it.',
   BadImage: 'Use a PNG, JPEG, GIF, WebP or BMP image.',
   DeviceError: 'The engine failed on this device. Reload the page to start it again.',
   DeviceLost: 'The engine restarted with the same model and kept the conversation; press Regenerate to draw it again.',

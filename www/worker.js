@@ -2,7 +2,7 @@
 // posts each finished token row as soon as it exists. Cancel is honoured between any two tokens.
 
 import { ToWorker, FromWorker } from './protocol.js';
-import { bindingProblem, fetchModel, parseSha256, streamBytes } from './models.js';
+import { bindingProblem, fetchModel, namedError, parseSha256, streamBytes } from './models.js';
 import { readSignature, sign } from './credentials.js';
 
 let wasm = null; // the wasm-bindgen module
@@ -76,66 +76,26 @@ async function gpuBindingLimit() {
   return adapter?.limits.maxStorageBufferBindingSize ?? 0;
 }
 
-/** The header length a safetensors file's first 8 bytes give, or null before 8 bytes are in. */
-function headerEnd(bytes) {
-  if (bytes.length < 8) return null;
-  return 8 + Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
-}
-
-const concat = (pieces) => {
-  const bytes = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of pieces) { bytes.set(p, at); at += p.length; }
-  return bytes;
-};
-
 /**
  * An engine for model files (`{config, tokenizer, files: [{name, sha256, url, total, open}], copy}`), each
  * weight file streamed into it as it arrives; the engine checks every tensor's name and shape the moment a
- * file's header is in, and its sha256 as the bytes pass. The first file's header also decides the backend
- * before any tensor: weights with a tensor too large for one GPU buffer run on the CPU, and the reason says
- * which tensor. Progress counts the bytes of all files.
+ * file's header is in, and its sha256 as the bytes pass. Where it runs is decided from the config before any
+ * weight is fetched (`backendFor`). Progress counts the bytes of all files.
  */
 async function createEngine(model, onProgress) {
   const started = performance.now();
   const wasmBytesBefore = wasm.wasmMemoryBytes();
-  const wantGpu = backend.preferGpu && !!self.navigator.gpu;
-  let reason = backend.fallbackReason;
-  let loader = null;
-  const total = model.files.every((f) => f.total) ? model.files.reduce((n, f) => n + f.total, 0) : 0;
+  const weightBytes = model.files.every((f) => f.total) ? model.files.reduce((n, f) => n + f.total, 0) : 0;
+  const { gpu, reason } = await backendFor(wasm.modelNeeds(model.config), weightBytes);
+  let loader = await wasm.Loader.start(model.config, gpu);
   let done = 0; // bytes of the files already loaded
   try {
-    for (const [i, file] of model.files.entries()) {
-      let head = i === 0 ? [] : null; // the first file's pieces until its header is complete
-      const begin = async (bytes) => {
-        let gpu = wantGpu;
-        const end = headerEnd(bytes);
-        if (gpu && end !== null && bytes.length >= end) {
-          const problem = bindingProblem(bytes, await gpuBindingLimit());
-          if (problem) [gpu, reason] = [false, problem];
-        }
-        loader = await wasm.Loader.start(model.config, gpu);
-        loader.beginFile(file.name, file.sha256);
-        loader.push(bytes);
-      };
-      if (loader) loader.beginFile(file.name, file.sha256);
-      const sink = async (piece) => {
-        if (!head) return loader.push(piece);
-        head.push(piece);
-        const bytes = concat(head);
-        const end = headerEnd(bytes);
-        // A header larger than the format allows goes straight to the engine, which refuses it by name.
-        if (end !== null && (bytes.length >= end || end > 100_000_008)) {
-          head = null;
-          await begin(bytes);
-        }
-        return undefined;
-      };
+    for (const file of model.files) {
+      loader.beginFile(file.name, file.sha256);
       const response = await file.open();
       const length = Number(response.headers.get('Content-Length')) || file.total;
-      const progress = (loaded) => onProgress?.(done + loaded, total || (model.files.length === 1 ? length : 0));
-      done += await streamBytes(response, file.url, sink, { onProgress: progress, copy: model.copy(file, length), total: length });
-      if (head) await begin(concat(head)); // a file shorter than its header: the engine says so
+      const progress = (loaded) => onProgress?.(done + loaded, weightBytes || (model.files.length === 1 ? length : 0));
+      done += await streamBytes(response, file.url, (piece) => loader.push(piece), { onProgress: progress, copy: model.copy(file, length), total: length });
       loader.endFile();
     }
     const peakPartialBytes = loader.peakPartialBytes;
@@ -147,6 +107,32 @@ async function createEngine(model, onProgress) {
   } finally {
     loader?.free();
   }
+}
+
+/** The most memory a model may take on the CPU backend: wasm32 addresses 4 GiB, and generating needs room. */
+const CPU_MODEL_LIMIT = 3 * 2 ** 30;
+
+/**
+ * Where a model that `needs` (`wasm.modelNeeds`) and whose files hold `weightBytes` (0: not known) can run:
+ * `{gpu, reason}`. The GPU when the page asked for it and its largest tensor fits one buffer; else the CPU,
+ * where the weights must fit wasm memory — otherwise a `ModelTooLarge` error naming both limits, before any
+ * weight is fetched.
+ */
+async function backendFor(needs, weightBytes) {
+  let reason = backend.fallbackReason;
+  if (backend.preferGpu && self.navigator.gpu) {
+    const problem = bindingProblem(needs.largestTensor, await gpuBindingLimit());
+    if (!problem) return { gpu: true, reason };
+    reason = problem;
+  }
+  // On the CPU the linear layers stay in the files' dtype: about the files' size (f32 when not known).
+  const cpuBytes = weightBytes || needs.f32Bytes;
+  if (cpuBytes > CPU_MODEL_LIMIT) {
+    const gb = (n) => `${(n / 1e9).toFixed(1)} GB`;
+    const gpuPart = reason ? `; it cannot run on the GPU either: ${reason}` : '';
+    throw namedError('ModelTooLarge', `this model (${(needs.parameters / 1e9).toFixed(2)} G parameters) needs about ${gb(cpuBytes)} of memory on the CPU, more than the ${gb(CPU_MODEL_LIMIT)} a page's WebAssembly can give it${gpuPart}`);
+  }
+  return { gpu: false, reason };
 }
 
 /** Whether the engine refused these bytes themselves (not the memory or the device they were loaded on). */

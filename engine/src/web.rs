@@ -430,6 +430,23 @@ impl Engine {
 
 /// `{format, width, height}` of an image from its header alone, after the size checks every image given
 /// to the engine passes (`crate::image_input`); throws a `BadImage` error naming the limit otherwise.
+/// What the model of `config.json` needs, from its config alone (before any weight is fetched):
+/// `{parameters, largestTensor: {name, bytes}, f32Bytes}`, the largest tensor's bytes as the GPU holds it
+/// (f32, one buffer). A config out of bounds is refused with the field named.
+#[wasm_bindgen(js_name = modelNeeds)]
+pub fn model_needs(config: &[u8]) -> Result<JsValue, JsValue> {
+    let config = ModelConfig::from_json(config).map_err(js_error)?;
+    let needs = Model::needs(&config).map_err(js_error)?;
+    let largest = Object::new();
+    set(&largest, "name", needs.largest_tensor.as_str());
+    set(&largest, "bytes", needs.largest_tensor_f32_bytes as f64);
+    let o = Object::new();
+    set(&o, "parameters", needs.parameters as f64);
+    set(&o, "largestTensor", largest);
+    set(&o, "f32Bytes", needs.f32_bytes as f64);
+    Ok(o.into())
+}
+
 /// The size of this wasm instance's memory, in bytes: it only grows, so after a load it is the load's peak.
 #[wasm_bindgen(js_name = wasmMemoryBytes)]
 pub fn wasm_memory_bytes() -> f64 {

@@ -71,3 +71,21 @@ test('a 28 MB model streams into WebGPU without wasm holding the file, and into 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a model too large for this browser is refused by name before any byte of its weights is fetched', async () => {
+  // Janus-Pro-1B's architecture with two shards the server does not have: only the config says how large it is.
+  const shards = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'];
+  env.server.override('/huge/config.json', readFileSync(join(ROOT, 'engine/presets/janus-pro-1b-sized.json')));
+  env.server.override('/huge/tokenizer.json', readFileSync(join(ROOT, 'tests/fixtures/deepseek-tokenizer/tokenizer.json')));
+  env.server.override('/huge/model.sha256', shards.map((s, i) => `${String(i).repeat(64)}  ${s}\n`).join(''));
+  try {
+    const refused = await loadInWorker('/huge/', false);
+    assert.equal(refused.type, 'error');
+    assert.equal(refused.name, 'ModelTooLarge');
+    assert.match(refused.message, /1\.\d\d G parameters\) needs about 6\.\d GB of memory on the CPU, more than the 3\.2 GB/);
+    // Each shard was asked for its size (HEAD) and nothing more.
+    for (const shard of shards) assert.equal(env.server.hits.filter((p) => p === `/huge/${shard}`).length, 1, shard);
+  } finally {
+    for (const name of ['config.json', 'tokenizer.json', 'model.sha256']) env.server.restore(`/huge/${name}`);
+  }
+});

@@ -1,47 +1,28 @@
-// The worker's model-file checks (www/models.js) in Node: no browser needed for header parsing, the GPU
-// binding limit, sha256 files and cut-off downloads.
+// The worker's model-file checks (www/models.js) in Node: no browser needed for the GPU binding limit,
+// sha256 lists and cut-off downloads.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { ROOT } from './browser.mjs';
-import { bindingProblem, largestTensor, parseSha256, readBytes } from '../../www/models.js';
-
-/** A safetensors file with these tensors' headers (f32) and no data. */
-function safetensors(tensors) {
-  const header = Buffer.from(JSON.stringify({ __metadata__: { format: 'pt' }, ...tensors }));
-  const length = Buffer.alloc(8);
-  length.writeBigUInt64LE(BigInt(header.length));
-  return new Uint8Array(Buffer.concat([length, header]));
-}
-
-test('the largest tensor of a real model is found from its header', () => {
-  const weights = new Uint8Array(readFileSync(join(ROOT, 'models/tessera-micro/model.safetensors')));
-  // The micro model's text embedding, [264, 32] in f32, just ahead of its image head's [256, 32].
-  assert.deepEqual(largestTensor(weights), { name: 'text_embed.weight', bytes: 264 * 32 * 4 });
-});
+import { bindingProblem, parseSha256, parseSha256List, readBytes } from '../../www/models.js';
 
 test('a tensor larger than the GPU binds is named with both sizes; smaller ones pass', () => {
-  const weights = safetensors({
-    'gpt.tok_embeddings': { dtype: 'F32', shape: [300000, 256], data_offsets: [0, 0] },
-    'gpt.norm': { dtype: 'F32', shape: [256], data_offsets: [0, 0] },
-  });
-  assert.equal(bindingProblem(weights, 2 ** 30), null);
-  assert.equal(bindingProblem(weights, 0), null, 'an unknown limit is not a problem');
-  assert.equal(bindingProblem(weights, 128 * 2 ** 20),
+  const largest = { name: 'gpt.tok_embeddings', bytes: 300000 * 256 * 4 };
+  assert.equal(bindingProblem(largest, 2 ** 30), null);
+  assert.equal(bindingProblem(largest, 0), null, 'an unknown limit is not a problem');
+  assert.equal(bindingProblem(largest, 128 * 2 ** 20),
     'tensor `gpt.tok_embeddings` needs 293 MiB in one GPU buffer and this GPU binds at most 128 MiB');
 });
 
-test('malformed headers and sha256 files are BadWeights errors', () => {
-  assert.throws(() => largestTensor(new Uint8Array(4)), { name: 'BadWeights', message: /too short/ });
-  const huge = new Uint8Array(16);
-  new DataView(huge.buffer).setBigUint64(0, 1000n, true);
-  assert.throws(() => largestTensor(huge), { name: 'BadWeights', message: /1000-byte header in a 16-byte file/ });
-  const junk = new Uint8Array([4, 0, 0, 0, 0, 0, 0, 0, 123, 123, 123, 123]);
-  assert.throws(() => largestTensor(junk), { name: 'BadWeights', message: /unreadable header/ });
+test('sha256 lists: one hash, or a file per line; anything else is a BadWeights error', () => {
   assert.equal(parseSha256(`${'AB'.repeat(32)}  model.safetensors\n`), 'ab'.repeat(32));
   assert.throws(() => parseSha256('not a hash'), { name: 'BadWeights' });
+  const a = 'a'.repeat(64);
+  const b = 'b'.repeat(64);
+  assert.deepEqual(parseSha256List(`${a}  model-00001-of-00002.safetensors\n${b} *model-00002-of-00002.safetensors\n`),
+    [{ name: 'model-00001-of-00002.safetensors', sha256: a }, { name: 'model-00002-of-00002.safetensors', sha256: b }]);
+  assert.deepEqual(parseSha256List(a), [{ name: 'model.safetensors', sha256: a }]);
+  assert.throws(() => parseSha256List(`${a}  ../../secret`), { name: 'BadWeights', message: /not a file of the folder/ });
+  assert.throws(() => parseSha256List(''), { name: 'BadWeights' });
 });
 
 test('a download shorter than its Content-Length is refused; progress counts every byte', async () => {

@@ -498,3 +498,27 @@ fn previews_show_the_grid_so_far_without_changing_it() {
         "rows are final"
     );
 }
+
+/// What a model needs, from its config alone: the parameters a load then counts, and Janus-Pro-1B's largest
+/// tensor, the 102,400 × 2048 text embedding (800 MiB in f32: beyond most GPUs' 128–256 MiB bindings).
+#[test]
+fn a_config_says_what_its_model_needs_before_any_weight() {
+    let janus = load(&Device::flex());
+    let needs = Model::needs(&janus.config).unwrap();
+    assert_eq!(needs.parameters, janus.parameters.total() as u64);
+    assert_eq!(needs.f32_bytes, 4 * needs.parameters);
+    let sized =
+        tessera::ModelConfig::from_json(tessera::ModelConfig::JANUS_PRO_1B_SIZED.as_bytes())
+            .unwrap();
+    let needs = Model::needs(&sized).unwrap();
+    assert_eq!(
+        needs.largest_tensor,
+        "language_model.model.embed_tokens.weight"
+    );
+    assert_eq!(needs.largest_tensor_f32_bytes, 102_400 * 2048 * 4);
+    assert!(
+        (1.4e9..1.7e9).contains(&(needs.parameters as f64)),
+        "{} parameters",
+        needs.parameters
+    );
+}

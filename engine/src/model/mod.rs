@@ -155,6 +155,18 @@ pub(crate) fn list_identity(list: &str, files: usize, bytes: u64) -> WeightsIden
     WeightsIdentity { sha256, bytes }
 }
 
+/// What a model needs, known from its config alone ([`Model::needs`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Needs {
+    /// Values in the tensors the engine loads.
+    pub parameters: u64,
+    /// The checkpoint name of the largest tensor, and its bytes as the GPU holds it (f32, one buffer).
+    pub largest_tensor: String,
+    pub largest_tensor_f32_bytes: u64,
+    /// Every tensor's bytes in f32.
+    pub f32_bytes: u64,
+}
+
 /// What identifies a model's weights: their sha256 (`Model::sha256`) and size.
 #[derive(Clone, Debug)]
 pub struct WeightsIdentity {
@@ -263,6 +275,25 @@ impl Model {
         tokenizer.fill_in(janus);
         self.tokenizer = Some(tokenizer);
         Ok(self)
+    }
+
+    /// What `config`'s model needs before any weight is fetched, from its architecture alone: what decides
+    /// where it can run.
+    pub fn needs(config: &ModelConfig) -> Result<Needs> {
+        config.validate().map_err(TesseraError::Config)?;
+        let architecture = Self::architecture(config, &Device::flex());
+        let count = |shape: &Vec<usize>| shape.iter().product::<usize>() as u64;
+        let (largest, largest_shape) = architecture
+            .iter()
+            .max_by_key(|(_, shape)| count(shape))
+            .expect("every architecture has tensors");
+        let parameters: u64 = architecture.values().map(count).sum();
+        Ok(Needs {
+            parameters,
+            largest_tensor: largest.clone(),
+            largest_tensor_f32_bytes: 4 * count(largest_shape),
+            f32_bytes: 4 * parameters,
+        })
     }
 
     /// Every tensor the architecture of `config` needs: name → shape (torch layout), the loader's table.
