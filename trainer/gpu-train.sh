@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Trains the default model on one CUDA GPU within a fixed wall-clock budget, then leaves the f32 weights in
-# $OUT as 15 MB parts (join with `cat model.safetensors.part-* > model.safetensors`).
+# Trains the default model on one CUDA GPU within a fixed wall-clock budget, then leaves the weights (f32, or
+# EXPORT_DTYPE) in $OUT as 15 MB parts (join with `cat model.safetensors.part-* > model.safetensors`).
 #
 #   OUT=/some/dir BIN=target/release/tessera bash trainer/gpu-train.sh
 #
@@ -26,6 +26,10 @@ SIGN_GLYPHS=${SIGN_GLYPHS:-}
 TEXT_WEIGHT=${TEXT_WEIGHT:-1}
 # The exported model's id until `ship.py --model-id` names the shipped one (val_loss.jsonl tells the two apart).
 MODEL_ID=${MODEL_ID:-tessera-shapes-gpu-seed$SEED}
+# f16 halves the parts that come back (train.py --export-dtype); the trainer warm-starts from either.
+EXPORT_DTYPE=${EXPORT_DTYPE:-f32}
+# Empty: skip the sign probe and the held-out loss (they run as well on the CPU machine afterwards).
+CHECKS=${CHECKS-1}
 # Warm start: INIT=model-folder VQ_STEPS=0 continues the transformer on the shipped VQ's codes.
 EXTRA=()
 [ -n "${INIT:-}" ] && EXTRA+=(--init "$INIT")
@@ -55,7 +59,7 @@ echo "shard ok at $(( $(date +%s) - start )) s: $(du -sh "$WORK/shard" | cut -f1
 echo "== train"
 python3 "$here/train.py" --shard "$WORK/shard" --run "$WORK/run" --vq-seconds "$VQ_SECONDS" \
     --gpt-seconds "$GPT_SECONDS" --vq-batch 64 --gpt-batch 64 --vq-lr 6e-4 --ckpt-every 1000 \
-    --text-weight "$TEXT_WEIGHT" \
+    --text-weight "$TEXT_WEIGHT" --export-dtype "$EXPORT_DTYPE" \
     "${EXTRA[@]}" --export "$WORK/model" --model-id "$MODEL_ID" > "$OUT/train.log" 2>&1 &
 trainer=$!
 while kill -0 "$trainer" 2>/dev/null; do
@@ -80,7 +84,7 @@ time_left() { echo $(( ${LIMIT:-590} - ($(date +%s) - start) )); }
 
 # How much the new weights read a sign's word off the prompt (trainer/probe_signs.py), if time is left.
 left=$(time_left)
-if [ -f "$WORK/model/model.safetensors" ] && (( left > 30 )); then
+if [ -n "$CHECKS" ] && [ -f "$WORK/model/model.safetensors" ] && (( left > 30 )); then
     echo "== probe"
     "$BIN" data --format shard --seed 4242 --n 300 --mix single=0,multi=0,grid=0,edit=0 \
         --out "$WORK/probe-shard" > /dev/null \
@@ -91,7 +95,7 @@ fi
 # Held-out loss by category (trainer/val_loss.py) of the new weights and of those they started from (INIT),
 # each on the same held-out scenes written in its own edit layout, if time is left.
 left=$(time_left)
-if [ -f "$WORK/model/model.safetensors" ] && (( left > 30 )); then
+if [ -n "$CHECKS" ] && [ -f "$WORK/model/model.safetensors" ] && (( left > 30 )); then
     echo "== held-out loss"
     for model in "$WORK/model" ${INIT:+"$INIT"}; do
         layout=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("edit_layout", "image-first"))' \

@@ -32,16 +32,16 @@ CFG = 3.0
 EDIT_STEPS = 24  # a row and a half of the token grid
 
 
-def rows(text, context=None):
-    """(cond, uncond) as lists of (ids, is_img) segments; the format of engine/src/generation/prompt.rs."""
+def rows(text, context=None, layout="image-first"):
+    """(cond, uncond) as lists of (ids, is_img) segments; the format of engine/src/generation/prompt.rs, an
+    edit (`context`: the source image's codes) in the model's `edit_layout`."""
     user = list(text.encode())
     def row(u):
-        segs, head = [], [BOS]
-        if context is not None:
-            segs += [(head + [IMG], False), (list(context), True)]
-            head = [IMG_END]
-        segs.append((head + [USER] + u + [GEN, IMG], False))
-        return segs
+        if context is None:
+            return [([BOS, USER] + u + [GEN, IMG], False)]
+        if layout == "text-first":
+            return [([BOS, USER] + u + [IMG], False), (list(context), True), ([IMG_END, GEN, IMG], False)]
+        return [([BOS, IMG], False), (list(context), True), ([IMG_END, USER] + u + [GEN, IMG], False)]
     return row(user), row([PAD] * len(user))
 
 
@@ -60,8 +60,10 @@ def main():
     grid = size // 2 ** (len(vq.c.dec_channels) - 1)
     n = grid * grid
 
+    layout = cfg.get("edit_layout", "image-first")
+
     def prefill(text, context=None):
-        cond, uncond = rows(text, context)
+        cond, uncond = rows(text, context, layout)
         (ci, cm), (ui, um) = flat(cond), flat(uncond)
         ids, img = torch.stack([ci, ui]), torch.stack([cm, um])
         caches = [{} for _ in gpt.layers]

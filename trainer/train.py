@@ -67,6 +67,10 @@ class Shard:
         return x.permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
+# The step of a run planned from a time budget at which the plan is made again from the steps so far.
+REPLAN_AT = 200
+
+
 def steps_for(seconds, measure, run, name):
     """Run `measure()` (one training step) a few times and turn a time budget into a fixed step count."""
     for _ in range(15):  # warm-up: kernel selection and allocator growth for new shapes are not representative
@@ -337,6 +341,9 @@ def train_gpt(a, shard, tokens, run, device, tcfg):
         opt.step()
         return loss, (ids.numel())
 
+    # A time budget becomes a step count (the schedule needs one), planned from a short measurement and planned
+    # again from the first REPLAN_AT steps of the run itself: the measurement can be twice the steady rate.
+    budget_start, replan = time.time(), total is None
     if total is None:
         total = steps_for(a.gpt_seconds, lambda: one_step(0.0), run, "gpt")
     t0, seen = time.time(), 0
@@ -344,6 +351,12 @@ def train_gpt(a, shard, tokens, run, device, tcfg):
         loss, n_tok = one_step(lr_at(step, total, a.gpt_lr, min(300, total // 10)))
         step += 1
         seen += n_tok
+        if replan and step == REPLAN_AT:
+            sync()
+            per_step = (time.time() - t0) / step
+            left = a.gpt_seconds - (time.time() - budget_start)
+            total = max(step + 1, step + int(left / per_step))
+            log(run, f"gpt: {per_step * 1000:.1f} ms/step over the first {step} steps; {left:.0f} s left → {total} steps")
         if step % 50 == 0 or step == total:
             el = time.time() - t0
             log(run, f"gpt step {step}/{total} loss {loss.item():.4f} {seen / el:,.0f} tok/s ({el / 60:.1f} min)")
