@@ -3,7 +3,9 @@
 // fetched once with byte-accurate progress and kept in a Cache Storage entry of its own, which app updates
 // never touch. The weights stream into the engine as they arrive (never held whole); a copy of each byte goes
 // to a staging entry, which becomes the cached model only after the engine has accepted it (names, shapes,
-// sha256), so a bad download never replaces a good copy. No DOM here: the worker and Node's tests import it.
+// sha256), so a bad download never replaces a good copy. A staged file is whole or absent (the cache stores a
+// streamed body only once it ends), so a download that stops part-way resumes at the first file not staged.
+// No DOM here: the worker and Node's tests import it.
 
 import { storageSpace } from './db.js';
 
@@ -134,13 +136,17 @@ async function quotaMessage(e, bytes) {
 
 /**
  * The model folder at `base` (a URL ending in `/`), its weights not yet read: `{config, tokenizer, files,
- * fromCache, stale, copy, keep, discard, forget, fallback}`. `files` are the weight files `model.sha256` lists,
- * in its order: `{name, sha256, url, total, open}`, where `open()` resolves to a Response whose body streams
- * the file and `total` is its size when known. From the network, `copy(file)` gives a writer for
- * `streamBytes` that stages every byte in the cache; `keep()` makes the staged copies the cached model once the
- * engine has accepted them (rejecting with a `QuotaExceededError` that says the space needed), `discard()`
- * drops them; `forget()` drops a cached copy whose bytes the engine refused; `fallback(why)` is the copy cached
- * earlier, if any, for a download that failed part-way (`stale` then says why it may be an older model).
+ * fromCache, resumed, stale, copy, keep, discard, forget, fallback}`. `files` are the weight files
+ * `model.sha256` lists, in its order: `{name, sha256, url, total, open, staged}`, where `open()` resolves to a
+ * Response whose body streams the file and `total` is its size when known. From the network, `copy(file)`
+ * gives a writer for `streamBytes` that stages every byte in the cache; a file staged whole by an earlier load
+ * that stopped (`staged`; `resumed` when any is) is read from there instead of the network. `keep()` makes the
+ * staged copies the cached model once the engine has accepted them (rejecting with a `QuotaExceededError` that
+ * says the space needed, also when `storage.estimate()` said before the download that there is no room, and
+ * nothing was staged), `discard({keepWhole})` drops them (with `keepWhole`, the files staged whole stay for the
+ * next load to resume from); `forget()` drops a cached copy whose bytes the engine refused; `fallback(why)` is
+ * the copy cached earlier, if any, for a download that failed part-way (`stale` then says why it may be an
+ * older model).
  *
  * Online, `model.sha256` is always asked for again, so a changed model is downloaded. The cached copy is used
  * offline, when the server is gone, when what comes back is not a sha256 (a captive portal's login page), and
@@ -149,8 +155,8 @@ async function quotaMessage(e, bytes) {
 export async function fetchModel(base) {
   const at = (name) => `${base}${name}`;
   const urls = { config: at('config.json'), sha256: at('model.sha256'), tokenizer: at('tokenizer.json') };
-  /** Where a download is staged until the engine accepts it. */
-  const staged = (url) => `${url}?incoming`;
+  /** Where a file is staged until the engine accepts it: its sha256 is in the key, so another version's is never taken for it. */
+  const staged = (file) => `${file.url}?incoming=${file.sha256}`;
   const cache = await openCache();
   const cached = async (url) => (await cache?.match(url)) ?? null;
   const forget = () => forgetModel(base);
@@ -175,7 +181,7 @@ export async function fetchModel(base) {
     }));
     return {
       config: configBytes, tokenizer: tokenizer && new Uint8Array(await tokenizer.arrayBuffer()), files,
-      fromCache: true, stale, copy: () => null, keep: nothing, discard: nothing, forget, fallback: async () => null,
+      fromCache: true, resumed: false, stale, copy: () => null, keep: nothing, discard: nothing, forget, fallback: async () => null,
     };
   };
 
@@ -205,9 +211,11 @@ export async function fetchModel(base) {
     // Several files: their sizes first, for one progress over all of them (a server that does not say
     // leaves it counting bytes only).
     const size = async (url) => Number((await fetch(url, { method: 'HEAD', cache: 'no-cache' }).catch(() => null))?.headers.get('Content-Length')) || 0;
-    files = await Promise.all(list.map(async (file) => {
-      const url = at(file.name);
-      return { ...file, url, total: list.length > 1 ? await size(url) : 0, open: () => fetchOk(url, { cache: 'no-cache' }) };
+    files = await Promise.all(list.map(async ({ name, sha256 }) => {
+      const file = { name, sha256, url: at(name) };
+      const whole = await cached(staged(file));
+      if (whole) return { ...file, staged: true, total: Number(whole.headers.get('Content-Length')) || 0, open: async () => (await cached(staged(file))) ?? fetchOk(file.url, { cache: 'no-cache' }) };
+      return { ...file, staged: false, total: list.length > 1 ? await size(file.url) : 0, open: () => fetchOk(file.url, { cache: 'no-cache' }) };
     }));
   } catch (e) {
     // The model changed on the server but cannot be had now: the one cached before still runs.
@@ -215,22 +223,34 @@ export async function fetchModel(base) {
     if (copy) return copy;
     throw e;
   }
+  const bytes = () => config.length + (tokenizer?.length ?? 0) + files.reduce((n, f) => n + f.total, 0);
+  // Staged copies of files this version does not list (an earlier version's interrupted download).
+  const wantedStaged = new Set(files.map(staged));
+  for (const request of (await cache?.keys()) ?? []) {
+    if (request.url.startsWith(base) && request.url.includes('?incoming') && !wantedStaged.has(request.url)) await cache.delete(request);
+  }
+  // No room for a copy (the sizes are known and the browser says what is left): the model runs, uncached.
+  const space = cache && files.every((f) => f.total) ? await storageSpace() : null;
+  const unstaged = files.filter((f) => !f.staged).reduce((n, f) => n + f.total, 0);
+  const noRoom = space && unstaged > space.quota - space.usage
+    ? await quotaMessage(namedError('QuotaExceededError', 'checked before the download'), bytes()) : null;
   const staging = new Map(); // file URL → the cache's write of its staged copy: resolves to null, or the error that stopped it
   const copy = (file, total) => {
-    if (!cache) return null;
+    if (!cache || noRoom || file.staged) return null;
     const { readable, writable } = new TransformStream();
     const headers = { 'Content-Type': 'application/octet-stream', ...(total ? { 'Content-Length': String(total) } : {}) };
-    staging.set(file.url, cache.put(staged(file.url), new Response(readable, { headers })).then(() => null, (e) => e));
+    staging.set(file.url, cache.put(staged(file), new Response(readable, { headers })).then(() => null, (e) => e));
     return writable.getWriter();
   };
-  const bytes = () => config.length + (tokenizer?.length ?? 0) + files.reduce((n, f) => n + f.total, 0);
-  const discard = async () => {
-    await Promise.all(staging.values());
-    await Promise.all([...staging.keys()].map((url) => cache?.delete(staged(url))));
+  const discard = async ({ keepWhole = false } = {}) => {
+    const outcomes = new Map(await Promise.all([...staging].map(async ([url, write]) => [url, await write])));
+    const drop = files.filter((f) => !keepWhole || (f.staged ? false : outcomes.get(f.url) !== null));
+    await Promise.all(drop.map((f) => cache?.delete(staged(f))));
   };
   const keep = async () => {
     if (!cache) return;
-    const failed = (await Promise.all(files.map((f) => staging.get(f.url) ?? new Error('the download was not copied into the cache')))).find(Boolean);
+    if (noRoom) throw noRoom;
+    const failed = (await Promise.all(files.map((f) => (f.staged ? null : staging.get(f.url) ?? new Error('the download was not copied into the cache'))))).find(Boolean);
     if (failed) {
       await discard();
       if (failed.name === 'QuotaExceededError') throw await quotaMessage(failed, bytes());
@@ -243,8 +263,8 @@ export async function fetchModel(base) {
       await put(urls.config, config, 'application/json');
       if (tokenizer) await put(urls.tokenizer, tokenizer, 'application/json');
       for (const file of files) {
-        await cache.put(file.url, await cache.match(staged(file.url)));
-        await cache.delete(staged(file.url));
+        await cache.put(file.url, await cache.match(staged(file)));
+        await cache.delete(staged(file));
       }
       // Files of an earlier version of the model that this one no longer lists.
       const wanted = new Set([urls.config, urls.tokenizer, urls.sha256, ...files.map((f) => f.url)]);
@@ -258,7 +278,8 @@ export async function fetchModel(base) {
       throw e;
     }
   };
-  return { config, tokenizer, files, fromCache: false, stale: null, copy, keep, discard, forget, fallback: cachedCopy };
+  const resumed = files.some((f) => f.staged);
+  return { config, tokenizer, files, fromCache: false, resumed, stale: null, copy, keep, discard, forget, fallback: cachedCopy };
 }
 
 /**

@@ -11,8 +11,8 @@
 // unknown, notes, note, …: the prompt as the model reads it}, `tessera-row` {row, rows}, `tessera-preview` {rows, of},
 // `tessera-done` {blob, tokens, ms}, `tessera-error` {name, message}.
 // Every element with the same model shares one worker and one loaded model; their generations take turns.
-// Styles live in the element's shadow root: nothing leaks in or out (style it through `::part(canvas)` and
-// `::part(caption)`).
+// Styles live in the element's shadow root: nothing leaks in or out (style it through `::part(canvas)`,
+// `::part(caption)` and `::part(preview-veil)`, which dims the rows a preview has not drawn yet).
 
 import { DEFAULT_MODEL, EngineClient, modelFolder } from './engine.js';
 
@@ -32,6 +32,9 @@ sheet.replaceSync(`
   :host([hidden]) { display: none; }
   .frame { position: relative; aspect-ratio: 1; background: #0b0c10; border-radius: 6px; overflow: hidden; }
   canvas { display: block; width: 100%; height: 100%; image-rendering: auto; }
+  .veil { position: absolute; left: 0; right: 0; bottom: 0; display: flex; align-items: center; justify-content: center;
+    background: rgba(11, 12, 16, 0.6); color: #c8ccd4; font-size: 11px; letter-spacing: 0.08em; text-transform: uppercase; }
+  .veil[hidden] { display: none; }
   .caption { margin: 4px 0 0; opacity: 0.75; font-variant-numeric: tabular-nums; min-height: 1.4em; }
 `);
 
@@ -42,6 +45,7 @@ class TesseraGenerator extends HTMLElement {
   #canvas;
   #ctx;
   #caption;
+  #veil; // over the rows a preview has not drawn yet
 
   constructor() {
     super();
@@ -52,7 +56,12 @@ class TesseraGenerator extends HTMLElement {
     this.#canvas = document.createElement('canvas');
     this.#canvas.part = 'canvas';
     this.#canvas.setAttribute('role', 'img');
-    frame.append(this.#canvas);
+    this.#veil = document.createElement('div');
+    this.#veil.className = 'veil';
+    this.#veil.part = 'preview-veil';
+    this.#veil.textContent = 'preview';
+    this.#veil.hidden = true;
+    frame.append(this.#canvas, this.#veil);
     this.#caption = document.createElement('p');
     this.#caption.className = 'caption';
     this.#caption.part = 'caption';
@@ -130,6 +139,7 @@ class TesseraGenerator extends HTMLElement {
     // The model reads the prompt as the engine interprets it, unless the `raw` attribute says as typed.
     let reading;
     this.#job = { id: null }; // busy from here: a second generate() is refused while this one is read
+    this.#veil.hidden = true; // a stopped generation's preview stays dimmed until the next one starts
     try {
       reading = await client.interpret(text);
     } catch (e) {
@@ -145,11 +155,14 @@ class TesseraGenerator extends HTMLElement {
       if (m.type === 'preview') {
         // The whole picture so far (a codec that is not row-causal); the rows below `m.rows` are placeholders.
         this.#ctx.putImageData(new ImageData(m.rgba, size, size), 0, 0);
+        this.#veil.style.top = `${(m.rows / m.of) * 100}%`;
+        this.#veil.hidden = false;
         this.#caption.textContent = `preview: row ${m.rows}/${m.of}`;
         this.#emit('tessera-preview', { rows: m.rows, of: m.of });
         return;
       }
       this.#ctx.putImageData(new ImageData(m.rgba, size, m.height), 0, m.y0);
+      this.#veil.hidden = true; // final pixels replace a preview
       this.#caption.textContent = `row ${m.row + 1}/${m.rows}`;
       this.#emit('tessera-row', { row: m.row, rows: m.rows });
     });

@@ -142,7 +142,8 @@ const badBytes = (e) => e.name === 'BadWeights' || e.name === 'BadConfig';
  * An engine for the model folder at a URL. A cached copy is dropped only when the engine refuses its bytes
  * (sha256, parse, shapes), and is then downloaded again, once; a copy that fails for any other reason
  * (memory, GPU) stays for the next try. A download of a changed model that stops part-way falls back to the
- * copy cached earlier.
+ * copy cached earlier, and the files it staged whole stay for the next load to resume from; staged files the
+ * engine refuses are downloaded again, once.
  */
 async function engineFromUrl(modelUrl) {
   const base = modelUrl.endsWith('/') ? modelUrl : `${modelUrl}/`;
@@ -151,7 +152,7 @@ async function engineFromUrl(modelUrl) {
     try {
       return { files, made: await createEngine(files, progress) };
     } catch (e) {
-      await files.discard();
+      await files.discard({ keepWhole: !badBytes(e) });
       throw e;
     }
   };
@@ -161,6 +162,7 @@ async function engineFromUrl(modelUrl) {
     result = await attempt(files);
   } catch (e) {
     const again = files.fromCache && badBytes(e) ? (await files.forget(), await fetchModel(base))
+      : files.resumed && badBytes(e) ? await fetchModel(base)
       : !files.fromCache && e.name === 'ModelMissing' ? await files.fallback(e.message) : null;
     if (!again) throw e;
     result = await attempt(again);
