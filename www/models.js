@@ -232,8 +232,7 @@ export async function fetchModel(base) {
   // No room for a copy (the sizes are known and the browser says what is left): the model runs, uncached.
   const space = cache && files.every((f) => f.total) ? await storageSpace() : null;
   const unstaged = files.filter((f) => !f.staged).reduce((n, f) => n + f.total, 0);
-  const noRoom = space && unstaged > space.quota - space.usage
-    ? await quotaMessage(namedError('QuotaExceededError', 'checked before the download'), bytes()) : null;
+  const noRoom = Boolean(space) && unstaged > space.quota - space.usage;
   const staging = new Map(); // file URL → the cache's write of its staged copy: resolves to null, or the error that stopped it
   const copy = (file, total) => {
     if (!cache || noRoom || file.staged) return null;
@@ -244,12 +243,13 @@ export async function fetchModel(base) {
   };
   const discard = async ({ keepWhole = false } = {}) => {
     const outcomes = new Map(await Promise.all([...staging].map(async ([url, write]) => [url, await write])));
-    const drop = files.filter((f) => !keepWhole || (f.staged ? false : outcomes.get(f.url) !== null));
+    // Kept: files staged by an earlier load, and those this one stored whole (their write resolved to null).
+    const drop = keepWhole ? files.filter((f) => !f.staged && outcomes.get(f.url) !== null) : files;
     await Promise.all(drop.map((f) => cache?.delete(staged(f))));
   };
   const keep = async () => {
     if (!cache) return;
-    if (noRoom) throw noRoom;
+    if (noRoom) throw await quotaMessage(namedError('QuotaExceededError', 'checked before the download'), bytes());
     const failed = (await Promise.all(files.map((f) => (f.staged ? null : staging.get(f.url) ?? new Error('the download was not copied into the cache'))))).find(Boolean);
     if (failed) {
       await discard();

@@ -9,7 +9,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serverAndBrowser, ROOT } from './browser.mjs';
-import { openPage, ready, send, finalState, pngPixels, turns } from './page.mjs';
+import { openPage, ready, send, finalState, pngPixels, turns, loadInWorker } from './page.mjs';
 
 const env = serverAndBrowser();
 const cli = (args) => execFileSync(process.env.TESSERA_CLI ?? join(ROOT, 'target/debug/tessera'), args, { stdio: 'pipe' });
@@ -98,25 +98,6 @@ test('janus-tiny from a sharded folder streams in with progress over every shard
   }
 });
 
-/** In one page (one Cache Storage), a fresh worker per load of `url`: each READY or ERROR, in order. */
-async function loadsInOnePage(page, url, count, between) {
-  const outcomes = [];
-  for (let i = 0; i < count; i += 1) {
-    outcomes.push(await page.evaluate((source) => new Promise((resolve) => {
-      const worker = new Worker('/www/worker.js', { type: 'module' });
-      worker.onmessage = ({ data }) => {
-        if (data.type === 'ready' || data.type === 'error') {
-          worker.terminate();
-          resolve({ type: data.type, name: data.name, message: data.message, source: data.info?.source });
-        }
-      };
-      worker.postMessage({ type: 'load', source: { url: source }, preferGpu: false });
-    }), url));
-    between?.(i);
-  }
-  return outcomes;
-}
-
 test('a shard download cut off part-way resumes at that shard: the shards before it are not fetched again', async () => {
   const { dir, folder } = shardedJanusTiny();
   const names = readdirSync(folder);
@@ -127,16 +108,18 @@ test('a shard download cut off part-way resumes at that shard: the shards before
   env.server.override(`/resume/${cut}`, whole.subarray(0, whole.length >> 1), { announce: whole.length });
   try {
     const { page, context } = await openPage(env.browser, env.server, '/www/protocol.js');
+    const url = `${env.server.url}/resume/`;
     const marks = [env.server.hits.length];
-    const [stopped, resumed] = await loadsInOnePage(page, `${env.server.url}/resume/`, 2, () => {
-      marks.push(env.server.hits.length);
-      env.server.override(`/resume/${cut}`, whole); // the network is back
-    });
+    const stopped = await loadInWorker(page, url, false);
+    marks.push(env.server.hits.length);
+    env.server.override(`/resume/${cut}`, whole); // the network is back
+    const resumed = await loadInWorker(page, url, false);
+    marks.push(env.server.hits.length);
     assert.equal(stopped.type, 'error');
     assert.equal(stopped.name, 'ModelMissing');
     assert.match(stopped.message, new RegExp(`the download of \\S+${cut} stopped after \\d+ of ${whole.length} bytes`));
     assert.equal(resumed.type, 'ready', resumed.message);
-    assert.equal(resumed.source.fromCache, false);
+    assert.equal(resumed.info.source.fromCache, false);
     /** How often each shard was asked for (HEAD or GET) between marks `a` and `b`. */
     const hits = (a, b) => shards.map((shard) => env.server.hits.slice(marks[a], marks[b]).filter((p) => p === `/resume/${shard}`).length);
     // The first load: the shards before the cut, HEAD and GET; the cut one at least that (the browser may
@@ -147,9 +130,9 @@ test('a shard download cut off part-way resumes at that shard: the shards before
     // The second: nothing of the shards staged whole; the cut one and those after it, HEAD and GET.
     assert.deepEqual(hits(1, 2), shards.map((_, i) => (i < 2 ? 0 : 2)));
     // The model is now cached whole: a third load asks for no weights at all.
-    const [third] = await loadsInOnePage(page, `${env.server.url}/resume/`, 1);
+    const third = await loadInWorker(page, url, false);
     assert.equal(third.type, 'ready', third.message);
-    assert.equal(third.source.fromCache, true);
+    assert.equal(third.info.source.fromCache, true);
     marks.push(env.server.hits.length);
     assert.deepEqual(hits(2, 3), shards.map(() => 0));
     await context.close();

@@ -11,21 +11,15 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serverAndBrowser, ROOT } from './browser.mjs';
-import { openPage } from './page.mjs';
+import { openPage, loadInWorker as workerLoad } from './page.mjs';
 
 const env = serverAndBrowser();
 
-/** The worker loads `url` (`preferGpu` or not) and answers READY or ERROR. */
+/** A worker in a page of its own loads `url` (`preferGpu` or not) and answers READY or ERROR. */
 async function loadInWorker(url, preferGpu) {
   const { page, context } = await openPage(env.browser, env.server, '/www/protocol.js');
   try {
-    return await page.evaluate(([source, gpu]) => new Promise((resolve) => {
-      const worker = new Worker('/www/worker.js', { type: 'module' });
-      worker.onmessage = ({ data }) => {
-        if (data.type === 'ready' || data.type === 'error') resolve(data);
-      };
-      worker.postMessage({ type: 'load', source: { url: source }, preferGpu: gpu });
-    }), [url, preferGpu]);
+    return await workerLoad(page, url, preferGpu);
   } finally {
     await context.close();
   }

@@ -67,3 +67,20 @@ export async function pngPixels(page, bytes) {
     return Array.from(ctx.getImageData(0, 0, c.width, c.height).data);
   }, [...bytes]);
 }
+
+/**
+ * A fresh engine worker in `page` loads the model folder at `url` (`preferGpu` or not); resolves to its
+ * READY or ERROR message. Loads from one page share its Cache Storage.
+ */
+export async function loadInWorker(page, url, preferGpu) {
+  return page.evaluate(([source, gpu]) => new Promise((resolve) => {
+    const worker = new Worker('/www/worker.js', { type: 'module' });
+    worker.onmessage = ({ data }) => {
+      if (data.type === 'ready' || data.type === 'error') {
+        worker.terminate();
+        resolve(data);
+      }
+    };
+    worker.postMessage({ type: 'load', source: { url: source }, preferGpu: gpu });
+  }), [url, preferGpu]);
+}
